@@ -1,9 +1,20 @@
-"""Workload registry: name -> Workload instance. Imports no TensorFlow."""
+"""Workload registry: name -> Workload instance. Imports no TensorFlow.
+
+Built-in workloads register themselves on import. Extra workload modules (a team's own
+models) are named in ``SGDSCOPE_WORKLOAD_MODULES`` (comma-separated importable module
+names); each calls ``workloads.register(...)`` at import.
+"""
 from __future__ import annotations
 
+import os
+from importlib import import_module
+
+from profilers.errors import BadInput
 from workloads.base import Param, Variant, VariantResult, Workload
 
 WORKLOADS: dict[str, Workload] = {}
+
+BUILTIN_MODULES = ("workloads.linreg", "workloads.mlp", "workloads.input_pipeline")
 
 
 def register(workload: Workload) -> Workload:
@@ -12,15 +23,18 @@ def register(workload: Workload) -> Workload:
 
 
 def _load() -> None:
-    # Each module registers itself; a module that is not written yet is simply absent.
-    from importlib import import_module
-
-    for mod in ("workloads.linreg", "workloads.mlp", "workloads.input_pipeline"):
+    for mod in BUILTIN_MODULES:
         try:
             import_module(mod)
-        except ModuleNotFoundError as exc:
+        except ModuleNotFoundError as exc:  # a built-in not written yet on this branch
             if exc.name != mod:
                 raise
+    for mod in filter(None, (m.strip() for m in os.environ.get("SGDSCOPE_WORKLOAD_MODULES", "").split(","))):
+        try:
+            import_module(mod)
+        except ImportError as exc:
+            raise BadInput(f"SGDSCOPE_WORKLOAD_MODULES names {mod!r}, which cannot be imported: {exc}.",
+                           "Fix the module name or add its folder to PYTHONPATH.") from None
 
 
 _load()

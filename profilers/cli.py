@@ -1,0 +1,222 @@
+"""``sgdscope``: the command line, mirroring the pipeline (run, list, show, delete, ...).
+
+Subcommands live in the ``COMMANDS`` registry (name -> (help, add_arguments, handler)).
+Every subcommand takes ``--json`` and ``--home``. Errors from ``profilers.errors`` are
+printed with their hint and mapped to their exit code. Must not import tensorflow,
+pynvml or streamlit.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Callable
+
+from profilers.errors import CaptureFailed, SgdscopeError
+from profilers.model import json_safe
+from profilers.store import RunStore
+
+Handler = Callable[[argparse.Namespace, RunStore], Any]
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {}
+
+
+def command(name: str, help: str, add_arguments: Callable[[argparse.ArgumentParser], None]):
+    def deco(fn: Handler) -> Handler:
+        COMMANDS[name] = (help, add_arguments, fn)
+        return fn
+    return deco
+
+
+def emit_json(obj: Any) -> None:
+    print(json.dumps(json_safe(obj), indent=2, allow_nan=False))
+
+
+def fmt_ms(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.3f}" if value < 10 else f"{value:.1f}"
+
+
+def run_summary(profile: Any) -> dict[str, Any]:
+    """The per-run object of the JSON contract (``sgdscope run --json``)."""
+    m = profile.manifest
+    res = m.get("results") or {}
+    step_ms = res.get("step_ms") or {}
+    out = {
+        "run_id": m["run_id"], "workload": m.get("workload"), "variant": m.get("variant"),
+        "status": m.get("status"), "steps": res.get("steps", 0),
+        "step_ms": {k: step_ms.get(k) for k in ("median", "p10", "p90")},
+        "final_loss": res.get("final_loss"),
+        "loss_matches_baseline": res.get("loss_matches_baseline"),
+        "error": m.get("error"),
+    }
+    for key in ("breakdown_ms", "input_wait_share", "ops_per_step", "overhead_us_per_op",
+                "per_worker"):
+        if key in res:
+            out[key] = res[key]
+    if (m.get("capture") or {}).get("profiled"):
+        xplane = profile.xplane_path()
+        out["xplane"] = str(xplane) if xplane else None
+    return out
+
+
+def print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    cells = [[str(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+
+
+# -- run ---------------------------------------------------------------------------------
+def _run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("workload", help="workload name (see `sgdscope run --help` for the list)")
+    p.add_argument("--variants", required=True, help="comma-separated variant names")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="workload parameter; repeatable")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds for the whole experiment")
+    p.add_argument("--profile", action="store_true", help="capture a TF profiler window")
+    p.add_argument("--profile-steps", type=int, default=10, help="steps in the profiler window")
+    p.add_argument("--sample-hz", type=float, default=10.0, help="utilization sampling rate")
+
+
+class _Bars:
+    """One text progress bar per variant, redrawn on stderr."""
+
+    def __init__(self) -> None:
+        self.drawn = 0
+
+    def __call__(self, state: dict[str, Any]) -> None:
+        lines = [f"[{state.get('phase', '')}]"]
+        for name, v in state["variants"].items():
+            total, done = v.get("total") or 0, v.get("done") or 0
+            frac = min(1.0, done / total) if total else (1.0 if v["status"] not in ("pending", "running") else 0.0)
+            bar = "#" * int(frac * 30)
+            lines.append(f"{name:>16} [{bar:<30}] {done}/{total or '?'} {v['status']}")
+        if self.drawn:
+            sys.stderr.write(f"\x1b[{self.drawn}F")
+        sys.stderr.write("".join(f"\x1b[2K{line}\n" for line in lines))
+        sys.stderr.flush()
+        self.drawn = len(lines)
+
+
+def wait_for(handle: Any, quiet: bool) -> dict[str, Any]:
+    bars = None if quiet or not sys.stderr.isatty() else _Bars()
+    try:
+        return handle.wait(on_progress=bars)
+    except KeyboardInterrupt:
+        print("Cancelling...", file=sys.stderr)
+        handle.cancel()
+        return handle.wait()
+
+
+@command("run", "run a workload's variants in an isolated worker and store the runs", _run_args)
+def cmd_run(args: argparse.Namespace, store: RunStore) -> int:
+    from profilers.session import launch
+    from profilers.spec import ExperimentSpec, parse_param_args
+
+    spec = ExperimentSpec(
+        workload=args.workload,
+        variants=[v.strip() for v in args.variants.split(",") if v.strip()],
+        params=parse_param_args(args.param), timeout_s=args.timeout, profile=args.profile,
+        profile_steps=args.profile_steps, sample_interval_s=1.0 / args.sample_hz if args.sample_hz > 0 else 0)
+    handle = launch(spec, store)
+    state = wait_for(handle, quiet=args.json)
+    runs = [run_summary(p) for p in store.experiment_runs(handle.experiment_id)]
+    if args.json:
+        emit_json({"experiment_id": handle.experiment_id, "status": state["status"], "runs": runs})
+    else:
+        print_table([{"variant": r["variant"], "status": r["status"], "steps": r["steps"],
+                      "median_ms": fmt_ms(r["step_ms"]["median"]),
+                      "p10-p90_ms": f"{fmt_ms(r['step_ms']['p10'])}-{fmt_ms(r['step_ms']['p90'])}",
+                      "final_loss": "n/a" if r["final_loss"] is None else f"{r['final_loss']:.6g}",
+                      "matches_numpy": r["loss_matches_baseline"], "run_id": r["run_id"]}
+                     for r in runs],
+                    ["variant", "status", "steps", "median_ms", "p10-p90_ms", "final_loss",
+                     "matches_numpy", "run_id"])
+        for r in runs:
+            if r["error"]:
+                print(f"{r['variant']}: {r['error']}", file=sys.stderr)
+    return 0 if state["status"] == "ok" else CaptureFailed.exit_code
+
+
+# -- list / show / delete ------------------------------------------------------------------
+def _no_args(p: argparse.ArgumentParser) -> None:
+    return None
+
+
+@command("list", "list stored runs, newest first", _no_args)
+def cmd_list(args: argparse.Namespace, store: RunStore) -> int:
+    df = store.list()
+    rows = json_safe(df.to_dict(orient="records"))
+    if args.json:
+        emit_json({"home": str(store.home), "runs": rows})
+    elif not rows:
+        print(f"No runs in {store.home}. Start one with `sgdscope run linreg --variants numpy,tf_eager`.")
+    else:
+        for r in rows:
+            r["median_ms"] = fmt_ms(r["median_ms"])
+        print_table(rows, ["run_id", "workload", "variant", "status", "steps", "median_ms",
+                           "loss_matches_baseline"])
+    return 0
+
+
+def _run_id_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_id")
+
+
+@command("show", "show one run's manifest and summary", _run_id_arg)
+def cmd_show(args: argparse.Namespace, store: RunStore) -> int:
+    profile = store.load(args.run_id)
+    if args.json:
+        emit_json({"summary": run_summary(profile), "manifest": profile.manifest,
+                   "findings": profile.findings})
+    else:
+        s = run_summary(profile)
+        for key, value in s.items():
+            print(f"{key:>22}: {value}")
+        print(f"{'run_dir':>22}: {profile.run_dir}")
+    return 0
+
+
+@command("delete", "delete a stored run", _run_id_arg)
+def cmd_delete(args: argparse.Namespace, store: RunStore) -> int:
+    store.delete(args.run_id)
+    if args.json:
+        emit_json({"deleted": args.run_id})
+    else:
+        print(f"Deleted {args.run_id}.")
+    return 0
+
+
+# -- entry point ---------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sgdscope", description="Where does the time of a training step go? "
+        "Run, measure and compare gradient-descent implementations.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    common.add_argument("--home", help="run store folder (default: $SGDSCOPE_HOME or ./runs)")
+    for name, (help_text, add_arguments, _) in sorted(COMMANDS.items()):
+        add_arguments(sub.add_parser(name, help=help_text, parents=[common], description=help_text))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    store = RunStore(args.home)
+    try:
+        return int(COMMANDS[args.command][2](args, store) or 0)
+    except SgdscopeError as exc:
+        if getattr(args, "json", False):
+            emit_json({"error": exc.message, "hint": exc.hint, "kind": type(exc).__name__})
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
