@@ -190,7 +190,15 @@ def cmd_delete(args: argparse.Namespace, store: RunStore) -> int:
 
 
 # -- entry point ---------------------------------------------------------------------------
+#: Modules that add subcommands to COMMANDS with @command when imported.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from importlib import import_module
+
+    for mod in COMMAND_MODULES:
+        import_module(mod)
     parser = argparse.ArgumentParser(
         prog="sgdscope", description="Where does the time of a training step go? "
         "Run, measure and compare gradient-descent implementations.")
