@@ -124,11 +124,15 @@ class RunStore:
 
     def commit(self, profile: RunProfile, staged: Path) -> Path:
         """Write ``profile`` into its staged directory and rename it into place."""
-        profile.write(staged)
         final = self.home / profile.run_id
-        if final.exists():
-            raise BadInput(f"Run {profile.run_id} already exists.", "Delete it first.")
-        os.replace(staged, final)
+        try:
+            if final.exists():
+                raise BadInput(f"Run {profile.run_id} already exists.", "Delete it first.")
+            profile.write(staged)
+            os.replace(staged, final)
+        except BaseException:
+            shutil.rmtree(staged, ignore_errors=True)  # nothing half-written stays behind
+            raise
         profile.run_dir = final
         self._index([profile])
         return final

@@ -71,6 +71,8 @@ def run_variant(spec: ExperimentSpec, workload: Any, params: dict[str, Any], dat
     wall_s = (time.perf_counter_ns() - t0) / 1e9
     tables["samples"] = samples
     final_loss = result.final_loss if result is not None else None
+    if variant == workload.baseline:
+        baseline_loss = final_loss  # the baseline matches itself by definition
     results: dict[str, Any] = {
         "steps": int(len(tables["steps"])),
         "step_ms": analysis.step_stats(tables["steps"]),
