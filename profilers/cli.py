@@ -140,6 +140,44 @@ def cmd_run(args: argparse.Namespace, store: RunStore) -> int:
     return 0 if state["status"] == "ok" else CaptureFailed.exit_code
 
 
+# -- sweep -------------------------------------------------------------------------------
+def _sweep_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("workload")
+    p.add_argument("--variants", required=True, help="comma-separated variant names")
+    p.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2,...",
+                   help="sizes to sweep; several --grid keys are zipped (e.g. --grid m=3,100 --grid n=2,10)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="fixed workload parameter; repeatable")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds per size")
+
+
+@command("sweep", "run a workload over several sizes and find where TensorFlow overtakes NumPy", _sweep_args)
+def cmd_sweep(args: argparse.Namespace, store: RunStore) -> int:
+    from profilers.spec import parse_param_args
+    from profilers.sweep import crossover_table, parse_grid, run_sweep, sweep_points
+
+    grid = parse_grid(args.grid)
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+
+    def on_point(i: int, state: dict[str, Any]) -> None:
+        if not args.json:
+            print(f"size {i + 1}/{len(grid)} done: {state['status']}", file=sys.stderr)
+
+    record = run_sweep(store, args.workload, variants, grid, parse_param_args(args.param),
+                       args.timeout, on_point)
+    table, crossover = crossover_table(sweep_points(store, record))
+    if args.json:
+        emit_json({"sweep_id": record["sweep_id"], "crossover": crossover,
+                   "table": table.to_dict(orient="records"), "experiments": record["experiments"]})
+    else:
+        rows = [{k: (fmt_ms(v) if isinstance(v, float) and k in variants else
+                     f"{v:.2f}x" if isinstance(v, float) and k.endswith("_over_numpy") else v)
+                 for k, v in r.items() if k not in ("order", "size")} for r in table.to_dict(orient="records")]
+        print_table(rows, [c for c in table.columns if c not in ("order", "size")])
+        print(f"crossover (best TF variant faster than numpy from): {crossover or 'never in this range'}")
+    return 0
+
+
 # -- list / show / delete ------------------------------------------------------------------
 def _no_args(p: argparse.ArgumentParser) -> None:
     return None

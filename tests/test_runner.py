@@ -80,7 +80,7 @@ def test_timeout_is_stored_as_timeout(toy_env):
 
 
 def test_cancel_from_a_handle(toy_env):
-    handle = launch(ExperimentSpec(workload="toy", variants=["hang", "ok"], timeout_s=120), toy_env)
+    handle = launch(ExperimentSpec(workload="toy", variants=["hang", "ok2"], timeout_s=120), toy_env)
     deadline = time.monotonic() + 60
     while handle.progress()["variants"]["hang"]["status"] != "running":
         assert time.monotonic() < deadline, handle.progress()
@@ -89,7 +89,7 @@ def test_cancel_from_a_handle(toy_env):
     state = handle.wait()
     assert state["status"] == "cancelled"
     statuses = {p.manifest["variant"]: p.manifest["status"] for p in toy_env.experiment_runs(handle.experiment_id)}
-    assert statuses == {"hang": "cancelled", "ok": "cancelled"}
+    assert statuses == {"hang": "cancelled", "ok2": "cancelled"}
 
 
 @pytest.mark.parametrize("args, needle", [

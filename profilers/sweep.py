@@ -1,0 +1,111 @@
+"""Crossover sweeps: one workload over several problem sizes and several variants.
+
+A sweep is a list of experiments, one per size (params zipped from ``grid``), run one
+after another; its record (``_sweeps/<id>.json`` in the store) lists them so the CLI,
+the dashboard and bench/crossover.py read the same thing. ``crossover_table`` is pure:
+per size, each variant's median step and its ratio to the NumPy baseline, the best TF
+variant, and the first size where that variant overtakes NumPy.
+
+Must not import tensorflow, pynvml or streamlit.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from profilers.errors import BadInput
+from profilers.model import atomic_write_text, dumps
+from profilers.spec import ExperimentSpec
+from profilers.store import RunStore, new_id
+
+
+def parse_grid(pairs: list[str]) -> list[dict[str, str]]:
+    """``["m=3,100", "n=2,10"]`` -> ``[{"m": "3", "n": "2"}, {"m": "100", "n": "10"}]`` (zipped)."""
+    columns: dict[str, list[str]] = {}
+    for pair in pairs:
+        key, sep, values = pair.partition("=")
+        if not sep or not values:
+            raise BadInput(f"--grid {pair!r} is not KEY=V1,V2,...", "Example: --grid m=3,100,1000")
+        columns[key.strip()] = [v.strip() for v in values.split(",") if v.strip()]
+    lengths = {len(v) for v in columns.values()}
+    if len(lengths) != 1:
+        raise BadInput("Every --grid key needs the same number of values (they are zipped).",
+                       ", ".join(f"{k}: {len(v)}" for k, v in columns.items()))
+    n = lengths.pop()
+    return [{k: v[i] for k, v in columns.items()} for i in range(n)]
+
+
+def size_label(point: dict[str, Any]) -> str:
+    return "×".join(str(v) for v in point.values())
+
+
+def run_sweep(store: RunStore, workload: str, variants: list[str], grid: list[dict[str, str]],
+              base_params: dict[str, str], timeout_s: float,
+              on_point: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    from profilers.session import launch
+
+    specs = [ExperimentSpec(workload=workload, variants=variants, params={**base_params, **point},
+                            timeout_s=timeout_s, samplers=["host"]) for point in grid]
+    for spec in specs:  # every point is checked before the first one runs
+        spec.validate()
+    sweep_id = new_id("sweep", workload)
+    record: dict[str, Any] = {"sweep_id": sweep_id, "workload": workload, "variants": variants,
+                              "grid": grid, "base_params": base_params, "experiments": []}
+    path = store.home / "_sweeps" / f"{sweep_id}.json"
+    for i, (spec, point) in enumerate(zip(specs, grid)):
+        handle = launch(spec, store)
+        state = handle.wait()
+        record["experiments"].append({"point": point, "label": size_label(point),
+                                      "experiment_id": handle.experiment_id, "status": state["status"]})
+        atomic_write_text(path, dumps(record))
+        if on_point is not None:
+            on_point(i, state)
+    return record
+
+
+def list_sweeps(store: RunStore) -> list[dict[str, Any]]:
+    folder = store.home / "_sweeps"
+    if not folder.is_dir():
+        return []
+    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.json"), reverse=True)]
+
+
+def sweep_points(store: RunStore, record: dict[str, Any]) -> pd.DataFrame:
+    """One row per (size, variant): ``label, size, variant, status, median_ms, p10_ms, p90_ms``."""
+    rows = []
+    for order, exp in enumerate(record["experiments"]):
+        size = 1.0
+        for value in exp["point"].values():
+            size *= float(value)
+        for profile in store.experiment_runs(exp["experiment_id"]):
+            m = profile.manifest
+            step_ms = (m.get("results") or {}).get("step_ms") or {}
+            rows.append({"order": order, "label": exp["label"], "size": size, "variant": m["variant"],
+                         "status": m["status"], "median_ms": step_ms.get("median"),
+                         "p10_ms": step_ms.get("p10"), "p90_ms": step_ms.get("p90")})
+    return pd.DataFrame(rows, columns=["order", "label", "size", "variant", "status",
+                                       "median_ms", "p10_ms", "p90_ms"])
+
+
+def crossover_table(points: pd.DataFrame, baseline: str = "numpy",
+                    tf_prefixes: tuple[str, ...] = ("tf_", "keras")) -> tuple[pd.DataFrame, str | None]:
+    """Per size: each variant's median over the baseline's, the best TF variant, and where
+    the best TF variant first beats the baseline (None if it never does or no baseline)."""
+    ok = points[(points["status"] == "ok") & points["median_ms"].notna()]
+    wide = ok.pivot_table(index=["order", "label", "size"], columns="variant", values="median_ms")
+    wide = wide.sort_index()
+    tf_cols = [c for c in wide.columns if c.startswith(tf_prefixes)]
+    out = wide.reset_index()
+    crossover = None
+    if baseline in wide.columns and tf_cols:
+        best = wide[tf_cols].min(axis=1)
+        out["best_tf"] = wide[tf_cols].idxmin(axis=1).to_numpy()
+        out["best_tf_over_numpy"] = (best / wide[baseline]).to_numpy()
+        for col in tf_cols:
+            out[f"{col}_over_numpy"] = (wide[col] / wide[baseline]).to_numpy()
+        wins = out[out["best_tf_over_numpy"] < 1.0]
+        crossover = None if wins.empty else str(wins.iloc[0]["label"])
+    return out, crossover
