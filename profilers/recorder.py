@@ -11,7 +11,8 @@ Workloads call it from their own loop::
         rec.record_loss(i, loss)          # a float, NumPy or TF scalar; converted at finish
 
 Keras ``fit`` uses ``rec.begin_step``/``rec.end_step`` from a callback. A loop that runs
-many steps in one call (the in-graph loop) reports ``rec.record_block``.
+many steps in one call (the in-graph loop) reports ``rec.record_block``, or runs the call
+inside ``with rec.block(first, n):``, which also opens the profiler window for it.
 
 When profiling is on, the recorder opens the TF profiler just before the first step
 after warm-up and closes it after ``profile_steps`` steps; every step inside the window
@@ -151,6 +152,32 @@ class StepRecorder:
             self.steps_done += 1
         if self._on_step is not None:
             self._on_step(self.steps_done)
+
+    @contextmanager
+    def block(self, first_step: int, n_steps: int, epoch: int = 0) -> Iterator[None]:
+        """``record_block`` for a call run inside this context, with the profiler window.
+
+        Like ``step``, it opens the TF profiler when the window is due (the first block
+        after warm-up) and wraps the call in one ``Trace("train", step_num=first_step)``
+        marker; the window then counts all ``n_steps`` and closes after the block.
+        """
+        self._maybe_start_profiler(first_step)
+        marker = None
+        if self._profiling:
+            import tensorflow as tf
+
+            marker = tf.profiler.experimental.Trace("train", step_num=first_step, _r=1)
+            marker.__enter__()
+        start = time.perf_counter_ns()
+        try:
+            yield
+        finally:
+            end = time.perf_counter_ns()
+            if marker is not None:
+                marker.__exit__(None, None, None)
+                self._profiled_steps += n_steps
+            self.record_block(first_step, n_steps, start, end, epoch)
+            self._maybe_stop_profiler()
 
     def record_loss(self, step: int, loss: Any) -> None:
         self._losses[step] = loss
