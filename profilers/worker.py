@@ -139,11 +139,14 @@ def main(exp_dir: Path) -> int:
         baseline_loss = workload.run(workload.baseline, params, data, StepRecorder(
             t0_ns=time.perf_counter_ns(), warmup_steps=0)).final_loss
     emit(exp_dir, "phase", text="running")
-    for variant in order:
-        profile = run_variant(spec, workload, params, data, variant, spec.variants.index(variant),
-                              env, store, exp_dir, baseline_loss)
-        if variant == workload.baseline:
-            baseline_loss = profile.manifest["results"]["final_loss"]
+    try:
+        for variant in order:
+            profile = run_variant(spec, workload, params, data, variant, spec.variants.index(variant),
+                                  env, store, exp_dir, baseline_loss)
+            if variant == workload.baseline:
+                baseline_loss = profile.manifest["results"]["final_loss"]
+    finally:
+        workload.cleanup(data)
     return 0
 
 

@@ -137,3 +137,9 @@ class Workload:
     def run(self, variant: str, params: Mapping[str, Any], data: Any,
             rec: "StepRecorder") -> VariantResult:
         raise NotImplementedError
+
+    def cleanup(self, data: Any) -> None:
+        """Release what ``prepare`` made (temp files); called once the variants are done."""
+        close = getattr(data, "cleanup", None)
+        if close is not None:
+            close()
