@@ -24,7 +24,7 @@ from bench.results_file import write_section  # noqa: E402
 from profilers.store import RunStore  # noqa: E402
 from profilers.sweep import crossover_table, run_sweep, sweep_points  # noqa: E402
 
-TF_VARIANTS = ["numpy", "numpy_blas", "tf_eager", "tf_function", "tf_xla", "tf_graph_loop"]
+TF_VARIANTS = ["numpy", "numpy_blas", "tf_eager", "tf_function", "tf_xla", "tf_graph_loop", "tf_graph_loop_xla"]
 # (m, n, steps): fewer steps where a step is long; pure Python only where it finishes.
 SMALL = [(3, 2, 300), (100, 10, 300), (100, 100, 200), (1000, 100, 100)]
 LARGE = [(10000, 100, 60), (30000, 100, 40), (100000, 100, 30)]
@@ -52,12 +52,12 @@ def main() -> int:
     table, crossover = crossover_table(points)
     variants = [v for v in ["python"] + TF_VARIANTS if v in table.columns]
     lines = ["| m×n×steps | " + " | ".join(f"{v} ms" for v in variants) +
-             " | tf_eager/numpy | tf_function/numpy | tf_xla/numpy | tf_graph_loop/numpy |",
-             "|---" * (len(variants) + 5) + "|"]
+             " | tf_eager/numpy | tf_function/numpy | tf_xla/numpy | tf_graph_loop/numpy | tf_graph_loop_xla/numpy |",
+             "|---" * (len(variants) + 6) + "|"]
     for _, r in table.iterrows():
         cells = [f"{r[v]:.4g}" if pd.notna(r.get(v)) else "n/a" for v in variants]
         ratios = [f"{r[f'{v}_over_numpy']:.3g}×" if f"{v}_over_numpy" in r and pd.notna(r[f"{v}_over_numpy"])
-                  else "n/a" for v in ("tf_eager", "tf_function", "tf_xla", "tf_graph_loop")]
+                  else "n/a" for v in ("tf_eager", "tf_function", "tf_xla", "tf_graph_loop", "tf_graph_loop_xla")]
         lines.append(f"| {r['label']} | " + " | ".join(cells + ratios) + " |")
     body = "\n".join(lines) + (
         f"\n\nMedian step time per variant (ms; warm-up excluded). Ratios are TF time over NumPy time "

@@ -194,6 +194,14 @@ def test_linreg_tf_variants_match_numpy(tf):
         expected = PHASES if variant == "tf_eager" else ({"input_wait"} if variant != "tf_graph_loop"
                                                          else set())
         assert set(phases["phase"]) == expected, variant
+    # The XLA-compiled loop keeps only each block's last loss (XLA needs static shapes).
+    result, tables, _ = run_variant("linreg", "tf_graph_loop_xla", LINREG_SMALL, data)
+    assert_matches_baseline("linreg", result.final_loss, base.final_loss, "tf_graph_loop_xla")
+    assert_steps_table(tables["steps"], 20, params["warmup_steps"], derived=True)
+    kept = tables["steps"].dropna(subset=["loss"])
+    np.testing.assert_allclose(kept["loss"], base_tables["steps"].set_index("step").loc[kept["step"], "loss"],
+                               rtol=1e-5)
+    assert result.extra["traces"] == 1, "tf_graph_loop_xla retraced"
 
 
 MLP_CASES = {

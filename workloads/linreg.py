@@ -92,6 +92,11 @@ class Linreg(Workload):
                              "one call for the warm-up steps, one for the rest; steps are derived "
                              "(block mean); with profiling on, the profiler window is a block of "
                              "its own", needs_tf=True, availability=tf_availability),
+        "tf_graph_loop_xla": Variant(
+            "tf_graph_loop_xla", "the whole loop in one tf.function(jit_compile=True): XLA compiles "
+                                 "the loop itself, so neither Python nor TF's executor runs per step; "
+                                 "blocks as tf_graph_loop, only each block's last loss is kept",
+            needs_tf=True, availability=tf_availability),
     }
     baseline = "numpy"
     loss_rtol = 1e-3
@@ -234,16 +239,30 @@ def _run_tf_xla(params: Mapping[str, Any], data: LinregData, rec: "StepRecorder"
     return _run_tf_stepwise(params, data, rec, "xla")
 
 
-def _run_tf_graph_loop(params: Mapping[str, Any], data: LinregData, rec: "StepRecorder") -> VariantResult:
+def _run_tf_graph_loop(params: Mapping[str, Any], data: LinregData, rec: "StepRecorder",
+                       xla: bool = False) -> VariantResult:
     tf, x_t, y_t, w, opt = _tf_setup(params, data)
     body = _make_step(tf, w, opt, no_phase)
 
-    @tf.function
-    def train_loop(n_steps: Any) -> Any:
-        losses = tf.TensorArray(tf.float32, size=n_steps)
-        for k in tf.range(n_steps):
-            losses = losses.write(k, body(x_t, y_t))
-        return losses.stack()
+    if xla:
+        # XLA needs static shapes, so a loss buffer sized by a tensor is out: keep the last.
+        # A counter, not tf.range: tf.range(n) makes n a compile-time constant, and XLA
+        # then recompiles (≈80 ms here) for every new block length.
+        @tf.function(jit_compile=True)
+        def train_loop(n_steps: Any) -> Any:
+            loss = tf.constant(float("nan"), tf.float32)
+            k = tf.constant(0)
+            while k < n_steps:
+                loss = body(x_t, y_t)
+                k += 1
+            return tf.reshape(loss, [1])
+    else:
+        @tf.function
+        def train_loop(n_steps: Any) -> Any:
+            losses = tf.TensorArray(tf.float32, size=n_steps)
+            for k in tf.range(n_steps):
+                losses = losses.write(k, body(x_t, y_t))
+            return losses.stack()
 
     steps = int(params["steps"])
     warm = min(int(params["warmup_steps"]), steps)
@@ -258,8 +277,10 @@ def _run_tf_graph_loop(params: Mapping[str, Any], data: LinregData, rec: "StepRe
         n_t = tf.constant(n_block, dtype=tf.int32)
         with rec.block(done, n_block):  # times the call; opens the profiler window if due
             losses = train_loop(n_t)
-        for k, value in enumerate(losses.numpy()):
-            rec.record_loss(done + k, float(value))
+        values = losses.numpy()
+        first = done + n_block - len(values)  # XLA: one value, the block's last step
+        for k, value in enumerate(values):
+            rec.record_loss(first + k, float(value))
         done += n_block
     return VariantResult(final_loss=full_loss(data, w.numpy()),
                          extra={"traces": tracing_count(train_loop), "blocks": [b for b in blocks if b],
@@ -274,6 +295,7 @@ _RUNNERS: dict[str, Callable[[Mapping[str, Any], LinregData, "StepRecorder"], Va
     "tf_function": _run_tf_function,
     "tf_xla": _run_tf_xla,
     "tf_graph_loop": _run_tf_graph_loop,
+    "tf_graph_loop_xla": lambda params, data, rec: _run_tf_graph_loop(params, data, rec, xla=True),
 }
 
 LINREG = register(Linreg())
