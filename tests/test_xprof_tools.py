@@ -1,0 +1,259 @@
+"""xprof_tools on the committed captures (tests/data/<scenario>/): parsers against golden
+tables, the cache, and absent/corrupt traces. Needs xprof, not TensorFlow.
+
+Every test works on a copy of a fixture: xprof writes files beside the xplane.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from profilers import xprof_tools as xt
+from profilers.errors import TraceUnavailable, UnknownName
+from profilers.model import SCHEMAS, RunProfile
+
+DATA = Path(__file__).resolve().parent / "data"
+ROOT = DATA.parents[1]
+TRACE_SCENARIOS = sorted(p.name for p in DATA.iterdir() if any(p.glob("trace/plugins/profile/*/*.xplane.pb")))
+
+
+def copy_run(scenario: str, into: Path) -> Path:
+    """A copy of a fixture run directory without its goldens."""
+    dst = into / scenario
+    shutil.copytree(DATA / scenario, dst, ignore=shutil.ignore_patterns("golden"))
+    return dst
+
+
+@pytest.fixture
+def eager_run(tmp_path: Path) -> Path:
+    return copy_run("tf_eager", tmp_path)
+
+
+def _golden(scenario: str, name: str) -> pd.DataFrame:
+    return pd.read_csv(DATA / scenario / "golden" / name)
+
+
+def _assert_frame_close(got: pd.DataFrame, want: pd.DataFrame) -> None:
+    assert list(got.columns) == list(want.columns)
+    assert len(got) == len(want)
+    for col in want.columns:
+        g, w = got[col], want[col]
+        if pd.api.types.is_float_dtype(w) and not pd.api.types.is_bool_dtype(g):
+            np.testing.assert_allclose(g.to_numpy(dtype=float), w.to_numpy(dtype=float), rtol=1e-9, atol=1e-9,
+                                       err_msg=col)
+        else:
+            assert g.astype(str).tolist() == w.astype(str).tolist(), col
+
+
+def test_fixtures_exist_and_are_small() -> None:
+    assert {"tf_eager", "tf_function", "tf_xla", "tf_graph_loop", "keras_fit"} <= set(TRACE_SCENARIOS)
+    for scenario in TRACE_SCENARIOS:
+        (xplane,) = (DATA / scenario).glob("trace/plugins/profile/*/*.xplane.pb")
+        assert 0 < xplane.stat().st_size < 1_000_000
+        assert not list(xplane.parent.glob("*.SSTABLE")), "xprof side files were committed"
+
+
+@pytest.mark.parametrize("scenario", TRACE_SCENARIOS)
+def test_pipeline_tables_match_golden(scenario: str, tmp_path: Path) -> None:
+    run = RunProfile.read(copy_run(scenario, tmp_path))
+    res = xt.run_tables(run.xplane_path())
+    _assert_frame_close(res.tables["step_time"], _golden(scenario, "step_time.csv"))
+    _assert_frame_close(res.tables["input_stages"], _golden(scenario, "input_stages.csv"))
+    _assert_frame_close(res.tables["ops"], _golden(scenario, "ops.csv"))
+    events = res.tables["events"]
+    counts = (events.groupby(["thread", "name"], observed=True)
+              .agg(count=("ts_us", "size"), total_dur_us=("dur_us", "sum")).reset_index())
+    counts["thread"] = counts["thread"].astype(str).str.replace(r"/-?\d+$", "", regex=True)
+    counts["name"] = counts["name"].astype(str)
+    counts = counts.groupby(["thread", "name"], as_index=False).sum()
+    counts = counts.sort_values(["thread", "name"]).reset_index(drop=True)
+    _assert_frame_close(counts, _golden(scenario, "event_counts.csv"))
+    summary = json.loads((DATA / scenario / "golden" / "summary.json").read_text())
+    assert sorted(int(s) for s in events.loc[events["marker"], "step"]) == summary["markers"]
+
+
+@pytest.mark.parametrize("scenario", TRACE_SCENARIOS)
+def test_tables_follow_their_schemas(scenario: str, tmp_path: Path) -> None:
+    res = xt.run_tables(xt.find_xplane(copy_run(scenario, tmp_path)))
+    for name in ("step_time", "input_stages", "ops", "events"):
+        df = res.tables[name]
+        assert list(df.columns[: len(xt.TOOL_SCHEMAS[name])]) == list(xt.TOOL_SCHEMAS[name])
+        assert {c: str(t) for c, t in df.dtypes.items() if c in xt.TOOL_SCHEMAS[name]} == xt.TOOL_SCHEMAS[name]
+    ops = res.tables["ops"]
+    assert set(SCHEMAS["ops"]) <= set(ops.columns)
+    assert (ops["total_self_us"] >= 0).all() and (ops["occurrences"] >= 0).all()
+    events = res.tables["events"]
+    assert (events["dur_us"] >= 0).all()
+    # Every event inside a step marker carries that marker's step.
+    markers = events[events["marker"]]
+    for _, m in markers.iterrows():
+        inside = events[(events["ts_us"] >= m["ts_us"]) & (events["ts_us"] + events["dur_us"] <= m["ts_us"] + m["dur_us"])
+                        & (events["tid"] == m["tid"])]
+        assert (inside["step"] == m["step"]).all()
+
+
+def test_step_time_is_per_marker_and_adds_up(eager_run: Path) -> None:
+    st = xt.convert(xt.find_xplane(eager_run), "overview_page").table("step_time")
+    steps = RunProfile.read(eager_run).table("steps")
+    assert st["step"].tolist() == steps.loc[steps["in_profile_window"], "step"].tolist()
+    parts = st[[c for c in st.columns if c.endswith("_ms") and c != "step_ms"]].sum(axis=1)
+    np.testing.assert_allclose(st["step_ms"], parts)
+    # xprof's step is the marker's span, which holds the recorder's wall time.
+    wall_ms = steps.loc[steps["in_profile_window"], "wall_us"].to_numpy() / 1e3
+    assert (st["step_ms"].to_numpy() >= 0.9 * wall_ms).all()
+
+
+def test_input_pipeline_summary(eager_run: Path) -> None:
+    res = xt.convert(xt.find_xplane(eager_run), "input_pipeline_analyzer")
+    assert 0.0 < res.info["infeed_pct"] < 100.0
+    assert res.info["input_conclusion"]
+    assert len(res.table("input_stages")) > 0
+    assert res.table("input_stages")["stage"].str.startswith("Iterator::").all()
+
+
+def test_second_convert_is_served_from_cache(eager_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    xplane = xt.find_xplane(eager_run)
+    calls: list[str] = []
+    real = xt._converter
+
+    def counting() -> object:
+        calls.append("x")
+        return real()
+
+    monkeypatch.setattr(xt, "_converter", counting)
+    first = xt.convert(xplane, "framework_op_stats")
+    first_all = xt.run_tables(xplane)
+    assert calls
+    assert list((eager_run / "cache" / "xprof").glob("*.json")), "cache lives in <run_dir>/cache"
+
+    def refuse() -> object:
+        raise AssertionError("the converter was called although the result is cached")
+
+    monkeypatch.setattr(xt, "_converter", refuse)
+    again = xt.convert(xplane, "framework_op_stats")
+    again_all = xt.run_tables(xplane)
+    pd.testing.assert_frame_equal(first.table("ops"), again.table("ops"))
+    for name, df in first_all.tables.items():
+        pd.testing.assert_frame_equal(df, again_all.tables[name])
+    assert again_all.info == json.loads(json.dumps(first_all.info))
+
+
+def test_cache_is_keyed_by_xplane_mtime_and_params(eager_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    xplane = xt.find_xplane(eager_run)
+    xt.convert(xplane, "framework_op_stats")
+    calls: list[str] = []
+    real = xt._converter
+    monkeypatch.setattr(xt, "_converter", lambda: (calls.append("x"), real())[1])
+    st = xplane.stat()
+    os.utime(xplane, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    xt.convert(xplane, "framework_op_stats")
+    assert len(calls) == 1
+    xt.trace_events(xplane, start_ms=1.0, end_ms=2.0)
+    xt.trace_events(xplane, start_ms=1.0, end_ms=3.0)
+    assert len(calls) == 3
+
+
+def test_unreadable_cache_entry_is_rebuilt(eager_run: Path) -> None:
+    xplane = xt.find_xplane(eager_run)
+    want = xt.convert(xplane, "framework_op_stats").table("ops")
+    (entry,) = (eager_run / "cache" / "xprof").glob("framework_op_stats-*.json")
+    entry.write_text("{not json", encoding="utf-8")
+    n_log = len(xt.CACHE_LOG)
+    got = xt.convert(xplane, "framework_op_stats").table("ops")
+    pd.testing.assert_frame_equal(want, got)
+    assert len(xt.CACHE_LOG) == n_log + 1
+    json.loads(entry.read_text(encoding="utf-8"))  # rewritten whole
+
+
+def test_absent_xplane_raises_trace_unavailable(tmp_path: Path) -> None:
+    with pytest.raises(TraceUnavailable, match="No trace at"):
+        xt.convert(tmp_path / "trace" / "nope.xplane.pb", "overview_page")
+    with pytest.raises(TraceUnavailable, match="no TF profiler capture"):
+        xt.find_xplane(tmp_path)
+
+
+@pytest.mark.parametrize("content", [b"", b"this is not a protobuf\n", "truncated"])
+def test_corrupt_xplane_raises_trace_unavailable(eager_run: Path, content: bytes | str) -> None:
+    xplane = xt.find_xplane(eager_run)
+    good = xplane.read_bytes()
+    xplane.write_bytes(good[: len(good) // 3] if content == "truncated" else content)
+    with pytest.raises(TraceUnavailable) as err:
+        xt.run_tables(xplane)
+    assert str(xplane) in err.value.message
+    assert ("empty" in err.value.message) if content == b"" else ("not a readable XSpace" in err.value.message)
+    assert err.value.hint
+
+
+def test_unknown_tool_lists_the_valid_ones(eager_run: Path) -> None:
+    with pytest.raises(UnknownName) as err:
+        xt.convert(xt.find_xplane(eager_run), "memory_viewer")
+    assert "trace_viewer" in err.value.hint and "framework_op_stats" in err.value.hint
+
+
+def test_windowed_trace_events_for_one_step(eager_run: Path) -> None:
+    xplane = xt.find_xplane(eager_run)
+    full = xt.trace_events(xplane)
+    start_ms, end_ms = xt.step_window_ms(full, 5)
+    win = xt.trace_events(xplane, start_ms=start_ms, end_ms=end_ms)
+    assert 0 < len(win) < len(full)
+    assert (win["ts_us"] <= end_ms * 1e3).all()
+    assert (win["ts_us"] + win["dur_us"] >= start_ms * 1e3).all()
+    assert 5 in set(win.loc[win["marker"], "step"])
+    assert set(win.loc[win["name"] == "EagerExecute", "step"].dropna()) >= {5}
+    with pytest.raises(TraceUnavailable, match="no marker for step 99"):
+        xt.step_window_ms(full, 99)
+
+
+def test_export_trace_json(eager_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    xplane = xt.find_xplane(eager_run)
+    out = xt.export_trace_json(xplane, tmp_path / "out" / "trace.json")
+    doc = json.loads(out.read_text())
+    names = {e.get("name") for e in doc["traceEvents"]}
+    assert {"train 3", "EagerExecute"} <= names
+    monkeypatch.setattr(xt, "_converter", lambda: (_ for _ in ()).throw(AssertionError("not cached")))
+    assert xt.export_trace_json(xplane).read_bytes() == out.read_bytes()
+
+
+def test_default_cache_dir_is_in_the_run_dir(eager_run: Path, tmp_path: Path) -> None:
+    assert xt.default_cache_dir(xt.find_xplane(eager_run)) == eager_run.resolve() / "cache"
+    loose = tmp_path / "loose.xplane.pb"
+    assert xt.default_cache_dir(loose) == tmp_path.resolve() / "sgdscope-cache"
+
+
+def test_gviz_rows_shorter_than_cols_give_none() -> None:
+    cols = xt._gviz_columns({"cols": [{"id": "a"}, {"id": "b"}, {"id": "c"}],
+                             "rows": [{"c": [{"v": 1}, {"v": 2}]}, {"c": [{"v": 3}, None, {"v": 5}]}]})
+    assert cols == {"a": [1, 3], "b": [2, None], "c": [None, 5]}
+
+
+def test_runs_without_tensorflow(tmp_path: Path) -> None:
+    run_dir = copy_run("tf_function", tmp_path)
+    script = textwrap.dedent(f"""
+        import sys
+        class NoTF:
+            def find_spec(self, name, path=None, target=None):
+                if name == "tensorflow" or name.startswith("tensorflow."):
+                    raise ImportError("tensorflow is blocked in this test")
+        sys.meta_path.insert(0, NoTF())
+        sys.path.insert(0, {str(ROOT)!r})
+        from profilers import breakdown, xprof_tools
+        from profilers.model import RunProfile
+        run = RunProfile.read({str(run_dir)!r})
+        b = breakdown.breakdown_for_run(run.table("steps"), run.table("phases"), run.xplane_path())
+        breakdown.check_breakdown(b, run.table("steps"))
+        assert not any(m == "tensorflow" or m.startswith("tensorflow.") for m in sys.modules)
+        print("ok", len(b))
+    """)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("ok")
