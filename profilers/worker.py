@@ -70,6 +70,8 @@ def run_variant(spec: ExperimentSpec, workload: Any, params: dict[str, Any], dat
         tables = rec.finish()
     wall_s = (time.perf_counter_ns() - t0) / 1e9
     tables["samples"] = samples
+    if result is not None:
+        tables.update(result.tables)  # measured by the variant itself (e.g. distributed workers)
     final_loss = result.final_loss if result is not None else None
     if variant == workload.baseline:
         baseline_loss = final_loss  # the baseline matches itself by definition
@@ -106,9 +108,8 @@ def run_variant(spec: ExperimentSpec, workload: Any, params: dict[str, Any], dat
     }
     profile = RunProfile(manifest=manifest, tables=tables)
     profile.run_dir = staged
-    finalize = getattr(analysis, "finalize", None)
-    if finalize is not None and status == "ok":
-        finalize(profile)
+    if status == "ok":
+        analysis.finalize(profile, machine_dir=store.home / "_machine")
     store.commit(profile, staged)
     emit(exp_dir, "variant_end", variant=variant, run_id=run_id, status=status)
     return profile
