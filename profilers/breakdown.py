@@ -67,9 +67,11 @@ MARKER_HINT = "'train N' events with step_num"
 #: the first segment that matches a rule decides. ``gradient_tape/forward/MatMul`` is
 #: backward because ``gradient_tape`` comes first.
 SCOPE_RULES: tuple[tuple[str, str], ...] = (
-    (r"^(gradient_tape|gradients|backward)$", "backward"),
-    (r"^optimizer_update$", "optimizer_update"),
-    (r"^(forward|compile_loss)$", "forward"),
+    # Keras uniquifies scope names (a model named "forward" traces as "forward_1"), so a
+    # numeric suffix is allowed everywhere.
+    (r"^(gradient_tape|gradients|backward)(_\d+)*$", "backward"),
+    (r"^optimizer_update(_\d+)*$", "optimizer_update"),
+    (r"^(forward|compile_loss)(_\d+)*$", "forward"),
     (r"(?i)^(sgd|adam|adamw|rmsprop|adagrad|adadelta|adamax|nadam|ftrl|lion|lamb|optimizer)(_\d+)*$",
      "optimizer_update"),
 )

@@ -313,7 +313,7 @@ def _keras_model(tf: Any, data: MlpData) -> Any:
         keras.Input(shape=(N_IN,)),
         keras.layers.Dense(N_HIDDEN, activation="relu"),
         keras.layers.Dense(N_OUT, activation="softmax"),
-    ])
+    ], name="forward")  # Keras fit's layer ops then sit under a "forward" scope in the trace
     model.set_weights([p.copy() for p in data.init])
     return model
 
