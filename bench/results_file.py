@@ -25,14 +25,14 @@ def command_line() -> str:
     return "python " + " ".join(shlex.quote(a) for a in sys.argv)
 
 
-def write_section(name: str, title: str, body: str) -> None:
+def write_section(name: str, title: str, body: str, command: str | None = None) -> None:
     from profilers.environment import collect
 
     env = collect()
     blas = ", ".join(f"{b.get('internal_api')} {b.get('version')} ({b.get('architecture')}, "
                      f"{b.get('num_threads')} threads)" for b in env["blas"])
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    section = (f"<!-- {name}:start -->\n## {title}\n\nCommand: `{command_line()}`  \n"
+    section = (f"<!-- {name}:start -->\n## {title}\n\nCommand: `{command or command_line()}`  \n"
                f"Run: {stamp} on {env['cpu_model']}, {env['cpu_logical']} logical cores, "
                f"BLAS: {blas}, TF {env['versions'].get('tensorflow-cpu') or env['versions'].get('tensorflow')}\n\n"
                f"{body.strip()}\n<!-- {name}:end -->\n")
