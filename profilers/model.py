@@ -81,6 +81,18 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "category": "string",
         "ms": "float64",
     },
+    # Distributed runs: one row per step per worker (process) of a tf.distribute job, each
+    # worker's own host-timed steps. ``collective_us`` is the time inside collective ops
+    # (all-reduce, gather, broadcast) in that step's trace; NaN when the step was not traced.
+    "workers": {
+        "worker": "int64",
+        "step": "int64",
+        "start_us": "float64",
+        "wall_us": "float64",
+        "warmup": "bool",
+        "in_profile_window": "bool",
+        "collective_us": "float64",
+    },
     # Op statistics from the trace (xprof framework_op_stats), one row per op.
     "ops": {
         "host_or_device": "string",

@@ -84,6 +84,9 @@ class VariantResult:
     final_loss: float
     #: Free-form per-run facts shown in the manifest's ``results`` (e.g. ops per step).
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Tables the variant measured itself (e.g. in worker subprocesses), by name in
+    #: ``profilers.model.SCHEMAS``; each replaces the recorder's table of that name.
+    tables: dict[str, Any] = field(default_factory=dict)
 
 
 class Workload:
