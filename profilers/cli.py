@@ -229,7 +229,7 @@ def cmd_delete(args: argparse.Namespace, store: RunStore) -> int:
 
 # -- entry point ---------------------------------------------------------------------------
 #: Modules that add subcommands to COMMANDS with @command when imported.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("profilers.cli_triage",)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -265,4 +265,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the importable module's main: subcommand modules register into
+    # ``profilers.cli.COMMANDS``, not into this ``__main__`` copy's.
+    from profilers import cli as _cli
+
+    sys.exit(_cli.main())

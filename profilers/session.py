@@ -39,6 +39,11 @@ from profilers.store import RunStore, new_id
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STDERR_TAIL_CHARS = 4000
 
+#: Experiment kind -> the worker module the supervisor starts. A "script" experiment
+#: profiles a user's own script (profilers.script_worker); its spec is checked by its
+#: launcher (profilers.cli_triage), not against the workload registry.
+WORKERS: dict[str, str] = {"workload": "profilers.worker", "script": "profilers.script_worker"}
+
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -137,8 +142,12 @@ class ExperimentHandle:
             time.sleep(poll_s)
 
 
-def launch(spec: ExperimentSpec, store: RunStore) -> ExperimentHandle:
-    spec.validate()
+def launch(spec: ExperimentSpec, store: RunStore, kind: str = "workload") -> ExperimentHandle:
+    from profilers.registry import lookup
+
+    lookup(WORKERS, kind, "experiment kind")
+    if kind == "workload":
+        spec.validate()
     spec.experiment_id = spec.experiment_id or new_id("exp", spec.workload)
     exp_dir = store.experiments / spec.experiment_id
     exp_dir.mkdir(parents=True)
@@ -147,7 +156,7 @@ def launch(spec: ExperimentSpec, store: RunStore) -> ExperimentHandle:
                PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])))
     with open(exp_dir / "supervisor.log", "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "profilers.session", str(exp_dir)],
+            [sys.executable, "-m", "profilers.session", str(exp_dir), kind],
             cwd=PROJECT_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             start_new_session=True)
     atomic_write_text(exp_dir / "supervisor.pid", str(proc.pid))
@@ -190,7 +199,8 @@ def _describe_exit(code: int) -> str:
 
 
 def failed_run(spec: ExperimentSpec, variant: str, status: str, error: str,
-               stderr_tail: str, order: int, run_id: str | None = None) -> RunProfile:
+               stderr_tail: str, order: int, run_id: str | None = None,
+               source: str = "workload") -> RunProfile:
     """A run that never finished: manifest only, with its reason."""
     from profilers import __version__
 
@@ -200,16 +210,16 @@ def failed_run(spec: ExperimentSpec, variant: str, status: str, error: str,
         "workload": spec.workload, "variant": variant, "params": spec.params,
         "status": status, "error": error, "stderr_tail": stderr_tail, "created_at": now_iso(),
         "timings": {}, "environment": {}, "results": {}, "order": order,
-        "capture": {"profiled": False, "xplane": None}, "samplers": {}, "source": "workload",
+        "capture": {"profiled": False, "xplane": None}, "samplers": {}, "source": source,
     })
 
 
-def supervise(exp_dir: Path) -> int:
+def supervise(exp_dir: Path, kind: str = "workload") -> int:
     exp_dir = Path(exp_dir)
     spec = ExperimentSpec.load(exp_dir / "spec.json")
     store = RunStore(os.environ.get("SGDSCOPE_HOME"))
     with open(exp_dir / "worker.stdout", "wb") as out, open(exp_dir / "worker.stderr", "wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "profilers.worker", str(exp_dir)],
+        proc = subprocess.Popen([sys.executable, "-m", WORKERS[kind], str(exp_dir)],
                                 cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                 start_new_session=True)
     deadline = time.monotonic() + spec.timeout_s
@@ -237,7 +247,7 @@ def supervise(exp_dir: Path) -> int:
                 continue
             reason = error if v["status"] == "running" else f"not started: {error}"
             profile = failed_run(spec, name, status if status != "ok" else "failed", reason, tail,
-                                 order, run_id=v["run_id"])
+                                 order, run_id=v["run_id"], source=kind)
             store.save(profile)
             emit(exp_dir, "variant_end", variant=name, run_id=profile.run_id, status=profile.manifest["status"])
     elif any(v["status"] in ("pending", "running") for v in state["variants"].values()):
@@ -252,4 +262,4 @@ def supervise(exp_dir: Path) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(supervise(Path(sys.argv[1])))
+    sys.exit(supervise(Path(sys.argv[1]), *sys.argv[2:3]))

@@ -1,0 +1,303 @@
+"""The script worker: ``python -m profilers.script_worker <exp_dir>``.
+
+Profiles one user script (``sgdscope profile``) and stores it as a run like any other
+(``source = "script"``, workload ``script``, variant = the script's name). Started only by
+the supervisor (``profilers.session``, experiment kind ``script``), which enforces the
+timeout and the cancel, and stores a failed run if this process dies.
+
+1. Scan the script's imports (``script_capture.scan_script``). With TensorFlow, import it
+   here (once), wrap Keras ``fit`` with a step-marker callback, open the TF profiler
+   window; without it, sample with pyinstrument.
+2. Run the script unchanged (as ``__main__``, or call ``--function``), with the samplers.
+   Its stdout/stderr go to the experiment's worker files and are kept in the run's
+   ``logs/``; its exit code and traceback go in ``manifest["script"]``.
+3. Cut the capture into steps (Keras markers, or ``step_inference`` on the trace), build
+   the breakdown (``profilers.breakdown``), keep the trace facts the rules need, run the
+   triage rules, and commit the run.
+
+Imports TensorFlow only when the script uses it. Must not import streamlit.
+"""
+from __future__ import annotations
+
+import linecache
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from profilers import __version__, analysis, environment, triage
+from profilers.errors import SgdscopeError
+from profilers.model import SCHEMA_VERSION, CATEGORIES, RunProfile, empty_table, validate_table
+from profilers.session import emit, now_iso
+from profilers.spec import ExperimentSpec
+from profilers.store import RunStore, new_id
+
+LOG_KEEP_BYTES = 1_000_000
+STDERR_TAIL_CHARS = 4000
+
+
+def _copy_log(src: Path, dest: Path) -> int:
+    """Copy the last ``LOG_KEEP_BYTES`` of a worker output file; returns its full size."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if not src.is_file():
+        dest.write_text("", encoding="utf-8")
+        return 0
+    size = src.stat().st_size
+    with open(src, "rb") as fh:
+        if size > LOG_KEEP_BYTES:
+            fh.seek(size - LOG_KEEP_BYTES)
+        dest.write_bytes(fh.read())
+    return size
+
+
+def _steps_frame(start_us: np.ndarray, wall_us: np.ndarray, skip: int, *, in_window: bool = True) -> pd.DataFrame:
+    n = len(start_us)
+    return validate_table("steps", pd.DataFrame({
+        "step": np.arange(n, dtype=np.int64), "epoch": np.zeros(n, dtype=np.int64),
+        "start_us": start_us.astype(float), "wall_us": wall_us.astype(float),
+        "warmup": np.arange(n) < skip, "derived": np.zeros(n, dtype=bool),
+        "in_profile_window": np.full(n, in_window), "loss": np.full(n, np.nan)}))
+
+
+# -- TensorFlow runs ------------------------------------------------------------------------------
+def analyse_tf_capture(xplane: Path, recorder_steps: pd.DataFrame | None,
+                       capture_start_us: float, skip: int, max_steps: int) -> dict[str, Any]:
+    """Steps, breakdown and trace facts of a TF capture. Returns ``{"tables", "results",
+    "capture"}``; raises ``TraceUnavailable``/``BadTable`` when the capture cannot be read."""
+    from profilers import breakdown as bd
+    from profilers import step_inference as si
+    from profilers import xprof_tools as xt
+
+    events_all = xt.trace_events(xplane)
+    consumer = si.consumer_view(events_all)
+    m_steps, m_start, m_end = si.marker_windows(events_all)
+    results: dict[str, Any] = {}
+    capture: dict[str, Any] = {}
+    if len(m_steps) and recorder_steps is not None and not recorder_steps.empty:
+        steps = recorder_steps.copy()
+        steps["in_profile_window"] = steps["step"].isin(set(m_steps.tolist()))
+        steps = validate_table("steps", steps)
+        events = consumer
+        capture["steps_from"] = "markers"
+        results["breakdown_source"] = ("TF trace inside the Keras step markers sgdscope added "
+                                       "(profilers.breakdown.breakdown_from_trace)")
+        win = steps[steps["in_profile_window"]]
+        # Marker windows on the trace clock, in step order, for the trace facts below.
+        order = np.argsort(m_steps)
+        w_start, w_end, w_steps = m_start[order], m_end[order], m_steps[order]
+        measured_mask = ~win.set_index("step").loc[w_steps, "warmup"].to_numpy(dtype=bool) \
+            if len(win) else np.zeros(0, dtype=bool)
+    else:
+        cut = si.infer_steps(events_all)
+        capture["steps_from"] = "inferred" if cut.count else "none"
+        capture["step_inference"] = {**cut.details, "reason": cut.reason, "method": cut.method}
+        if not cut.count:
+            return {"tables": {}, "results": results, "capture": capture}
+        keep = min(cut.count, skip + max_steps)
+        cut.start_us, cut.end_us = cut.start_us[:keep], cut.end_us[:keep]
+        steps = _steps_frame(cut.start_us + capture_start_us, cut.end_us - cut.start_us, min(skip, max(keep - 1, 0)))
+        events = xt.conform("events", pd.concat([consumer, si.marker_events(cut)], ignore_index=True))
+        results["breakdown_source"] = ("TF trace, steps inferred from the repeated dispatches "
+                                       "(profilers.step_inference), attributed by "
+                                       "profilers.breakdown.breakdown_from_trace")
+        w_start, w_end = cut.start_us, cut.end_us
+        measured_mask = ~steps["warmup"].to_numpy(dtype=bool)
+    breakdown = bd.breakdown_from_trace(steps, events)
+    bd.check_breakdown(breakdown, steps)
+    tables = {"steps": steps, "breakdown": breakdown}
+    # Trace facts for the rules.
+    _, lane = si.dispatch_sequence(events_all)
+    eager_us = si.eager_time(events_all, w_start, w_end, lane)
+    wall_us = w_end - w_start
+    if measured_mask.any():
+        results["eager_share"] = float(eager_us[measured_mask].sum() / wall_us[measured_mask].sum())
+        results["eager_ms_per_step"] = float(np.median(eager_us[measured_mask]) / 1e3)
+    try:
+        per = bd.ops_per_step(steps, events)
+        meas = per[per["step"].isin(set(steps.loc[~steps["warmup"], "step"]))]
+        if not meas.empty:
+            results["eager_ops_per_step"] = float(meas["eager_ops"].median())
+            results["function_calls_per_step"] = float(meas["function_calls"].median())
+            results["graph_ops_per_step"] = float(meas["graph_ops"].median())
+    except SgdscopeError as exc:
+        capture["ops_per_step_error"] = exc.message
+    ends = events_all["ts_us"] + events_all["dur_us"]
+    results["capture_ms"] = float((ends.max() - events_all["ts_us"].min()) / 1e3) if len(events_all) else None
+    fns = si.function_calls(events_all)
+    results["tf_functions"] = fns.to_dict(orient="records")
+    try:
+        pipe = xt.convert(xplane, "input_pipeline_analyzer", {})
+        stages = pipe.table("input_stages").sort_values("self_ms", ascending=False).head(5)
+        results["input_stages"] = [{"stage": str(r.stage), "self_ms": float(r.self_ms),
+                                    "self_pct": float(r.self_pct), "count": int(r.count)}
+                                   for r in stages.itertuples()]
+        if pipe.info.get("steps"):
+            results["xprof_input_conclusion"] = pipe.info.get("input_conclusion")
+        ops = xt.convert(xplane, "framework_op_stats", {}).table("ops")
+        tables["ops"] = validate_table("ops", ops, " (framework_op_stats)")
+    except SgdscopeError as exc:
+        capture["xprof_tools_error"] = f"{type(exc).__name__}: {exc.message}"
+    return {"tables": tables, "results": results, "capture": capture}
+
+
+# -- runs without TensorFlow ------------------------------------------------------------------------
+def analyse_py_capture(capture: Any, script_files: set[str]) -> dict[str, Any]:
+    """Whole-run breakdown of a sampled script: NumPy/BLAS work as ``other`` (compute not
+    split into forward/backward), the rest of the script's Python as ``framework_overhead``
+    (interpreter). One pseudo-step, ``-1``; no steps."""
+    from profilers.script_capture import classify_samples, top_functions
+
+    records = capture.lines.records if capture.lines is not None else []
+    cls = classify_samples(records, script_files, lambda f, n: linecache.getline(f, n))
+    sec = cls["seconds"]
+    bd = pd.DataFrame({"step": np.full(len(CATEGORIES), -1, dtype=np.int64),
+                       "category": pd.array(list(CATEGORIES), dtype="string"),
+                       "ms": [1e3 * (sec["numpy"] if c == "other" else sec["interpreter"] if c == "framework_overhead"
+                                     else 0.0) for c in CATEGORIES]})
+    results = {"profiler": "pyinstrument", "sampled_s": {k: round(v, 4) for k, v in sec.items()},
+               "top_lines": cls["top_lines"], "top_functions": top_functions(capture.session, script_files),
+               "breakdown_source": "wall-clock samples of the script's stack: time on NumPy/BLAS work "
+                                   "(as `other`) vs the interpreter (as `framework_overhead`); import "
+                                   "time left out. Top functions from pyinstrument's call tree.",
+               "steps_note": "a sampling profiler sees no step boundaries: the breakdown covers the "
+                             "whole run (step -1)"}
+    return {"tables": {"breakdown": validate_table("breakdown", bd)}, "results": results,
+            "capture": {"steps_from": "none", "profiler": "pyinstrument + line sampler",
+                        "samples": len(records), "interval_s": capture.interval_s}}
+
+
+# -- the run -------------------------------------------------------------------------------------
+def profile_script(spec: ExperimentSpec, exp_dir: Path, store: RunStore) -> RunProfile:
+    from profilers.samplers import SamplerSet
+    from profilers.script_capture import PyCapture, TfCapture, run_user_code, scan_script, tf_function_report
+
+    p = spec.params
+    script = Path(p["script"]).resolve()
+    variant = spec.variants[0]
+    run_id = new_id("script", variant)
+    emit(exp_dir, "variant_start", variant=variant, run_id=run_id, total_steps=None)
+    staged = store.staging_dir(run_id)
+    skip, max_steps, window_s = int(p.get("skip_steps", 3)), int(p.get("max_steps", 50)), float(p.get("window_s", 8.0))
+    scan = scan_script(script)
+    env = environment.collect()
+    tf = None
+    if scan.uses_tf:
+        emit(exp_dir, "phase", text="importing TensorFlow")
+        t = time.perf_counter()
+        import tensorflow as tf  # the script imports it anyway: paid once, here
+
+        import_s = time.perf_counter() - t
+    t0 = time.perf_counter_ns()
+    capture: Any
+    if tf is not None:
+        capture = TfCapture(logdir=staged / "trace", t0_ns=t0, skip_steps=skip, max_steps=max_steps,
+                            window_s=window_s, keras_mode=scan.uses_keras_fit)
+    else:
+        capture = PyCapture()
+    samplers = SamplerSet(spec.samplers, interval_s=spec.sample_interval_s, t0_ns=t0,
+                          live_path=exp_dir / f"live-{variant}.jsonl")
+    emit(exp_dir, "phase", text="running the script")
+    started = now_iso()
+    samplers.start()
+    harness_error = None
+    try:
+        with capture.around_script():
+            try:
+                outcome = run_user_code(script, p.get("function"), list(p.get("argv") or []))
+            except SgdscopeError as exc:  # e.g. --function names no function: the run fails with it
+                from profilers.script_capture import ScriptOutcome
+
+                harness_error = f"{exc.message} {exc.hint}".strip()
+                print(harness_error, file=sys.stderr)
+                outcome = ScriptOutcome(exit_code=2, exception=harness_error)
+    finally:
+        samples = samplers.stop()
+    wall_s = (time.perf_counter_ns() - t0) / 1e9
+    emit(exp_dir, "phase", text="analysing the capture")
+    script_info: dict[str, Any] = {
+        "path": str(script), "function": p.get("function"), "argv": list(p.get("argv") or []),
+        "exit_code": outcome.exit_code, "exception": outcome.exception, "traceback": outcome.traceback,
+        "wall_s": outcome.wall_s, "scan": {"uses_tf": scan.uses_tf, "uses_keras_fit": scan.uses_keras_fit,
+                                           "imports": scan.imports, "files": scan.files},
+        "stdout": "logs/stdout.txt", "stderr": "logs/stderr.txt",
+    }
+    tables: dict[str, pd.DataFrame] = {"samples": samples}
+    results: dict[str, Any] = {}
+    cap_info: dict[str, Any] = {"profiled": True, "xplane": None, "source": "script"}
+    if tf is not None:
+        env["tensorflow"] = environment.collect_tf(tf)  # after the run: the script's thread settings
+        env["tensorflow"]["import_s"] = import_s
+        script_info["tf_functions"] = tf_function_report()
+        script_info["tf_warnings"] = capture.tf_warnings()
+        cap_info["window"] = capture.window()
+        found = sorted((staged / "trace").glob("plugins/profile/*/*.xplane.pb"))
+        rec_steps = capture.recorder.finish()["steps"] if capture.recorder is not None else None
+        if rec_steps is not None and not rec_steps.empty:
+            tables["steps"] = rec_steps
+        if found:
+            xplane = found[-1]
+            cap_info["xplane"] = str(xplane.relative_to(staged))
+            start_us = cap_info["window"]["start_us"] or 0.0
+            try:
+                got = analyse_tf_capture(xplane, rec_steps, start_us, skip, max_steps)
+                tables.update(got["tables"])
+                results.update(got["results"])
+                cap_info.update(got["capture"])
+            except SgdscopeError as exc:  # the run is kept; the reason is shown with it
+                cap_info["analysis_error"] = f"{type(exc).__name__}: {exc.message} {exc.hint}".strip()
+        else:
+            cap_info["unavailable_reason"] = capture.window().get("error") or (
+                "the profiler window never opened (Keras fit was expected but no training step ran)"
+                if scan.uses_keras_fit else "the profiler wrote no xplane")
+    else:
+        cap_info["unavailable_reason"] = "no TensorFlow in the script: sampled with pyinstrument instead"
+        if capture.session is not None:
+            got = analyse_py_capture(capture, set(scan.files))
+            tables.update(got["tables"])
+            results.update(got["results"])
+            cap_info.update(got["capture"])
+    steps = tables.get("steps", empty_table("steps"))
+    results.update({"steps": int(len(steps)), "step_ms": analysis.step_stats(steps),
+                    "final_loss": float(steps["loss"].dropna().iloc[-1]) if steps["loss"].notna().any() else None,
+                    "baseline_loss": None, "loss_matches_baseline": None})
+    out_size = _copy_log(exp_dir / "worker.stdout", staged / "logs" / "stdout.txt")
+    err_size = _copy_log(exp_dir / "worker.stderr", staged / "logs" / "stderr.txt")
+    script_info.update(stdout_bytes=out_size, stderr_bytes=err_size)
+    status = "ok" if outcome.exit_code == 0 else "failed"
+    error = None
+    if status == "failed":
+        error = harness_error or (f"the script raised {outcome.exception}" if outcome.traceback
+                                  else f"the script exited with code {outcome.exit_code}")
+    stderr_tail = outcome.traceback or (staged / "logs" / "stderr.txt").read_text(
+        encoding="utf-8", errors="replace")[-STDERR_TAIL_CHARS:]
+    manifest = {
+        "schema_version": SCHEMA_VERSION, "sgdscope_version": __version__,
+        "run_id": run_id, "experiment_id": spec.experiment_id, "order": 0,
+        "workload": "script", "variant": variant, "params": p,
+        "status": status, "error": error, "stderr_tail": stderr_tail[-STDERR_TAIL_CHARS:],
+        "created_at": started,
+        "timings": {"started_at": started, "finished_at": now_iso(), "wall_s": wall_s},
+        "environment": env, "results": results, "capture": cap_info,
+        "samplers": samplers.status(), "source": "script", "script": script_info,
+    }
+    profile = RunProfile(manifest=manifest, tables=tables)
+    profile.run_dir = staged
+    profile.findings = triage.evaluate(profile)
+    store.commit(profile, staged)
+    emit(exp_dir, "variant_end", variant=variant, run_id=run_id, status=status)
+    return profile
+
+
+def main(exp_dir: Path) -> int:
+    spec = ExperimentSpec.load(exp_dir / "spec.json")
+    store = RunStore(os.environ.get("SGDSCOPE_HOME"))
+    profile_script(spec, exp_dir, store)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1])))

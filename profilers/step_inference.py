@@ -1,0 +1,365 @@
+"""Steps of a script that has no step markers, inferred from its TF profiler trace.
+
+A user's training script is profiled unchanged, so a custom loop has no
+``Trace("train", step_num=i)`` markers (xprof then says "No step time measured"). The
+steps are found in the capture's events instead (``xprof_tools.trace_events``):
+
+1. **The dispatch thread**: the thread that issued the most eager ops (``EagerExecute``)
+   and ``tf.function`` calls (events with a ``tf_function_call`` arg) - the script's
+   Python thread.
+2. **The dispatch sequence**: on that thread, the top-level ``tf.function`` calls
+   (labelled by function name) and the eager ops outside any call (labelled by op type,
+   ``IteratorGetNext`` included), in time order; an eager op starts where the Python call
+   that dispatched it (``TFE_Py_*``) starts.
+3. **The period** ``p``: the smallest shift at which the sequence matches itself for at
+   least ``MIN_PERIOD_SCORE`` of its positions (a loop body dispatches the same things in
+   the same order every iteration; an extra dispatch now and then, such as logging every
+   7 steps, only lowers the score: one in every 7 iterations of a 2-dispatch body leaves
+   80 %).
+4. **The phase**: where an iteration starts, read in the longest stretch that repeats
+   (the loop, not a few repeated set-up dispatches before it). The iterator fetch if the body has one (a
+   step = fetch + compute, as the markers place it); else right after the body's last
+   variable update (``Assign*VariableOp`` / ``ResourceApply*``: an SGD step ends with it);
+   else the first top-level ``tf.function`` call; else the first element of the first
+   repeating unit.
+5. **Boundaries**: every occurrence of the shortest run of labels starting at that phase
+   that occurs once per iteration. A step runs from one boundary to the next; the last,
+   incomplete one is dropped.
+
+The result becomes synthetic step markers, so ``profilers.breakdown.breakdown_from_trace``
+attributes the inferred steps exactly as it does marked ones. ``consumer_view`` drops the
+events of tf.data's own worker threads: their time is already seen, from the step's side,
+as the wait in ``IteratorGetNext``; counting their ops as well would split a wait in two.
+
+Pure: tables in, tables out. Must not import tensorflow, xprof, streamlit or pynvml.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+#: A shift must reproduce at least this share of the dispatch sequence to be the period.
+MIN_PERIOD_SCORE = 0.6
+#: Longest loop body looked for, in dispatches.
+MAX_PERIOD = 600
+#: The period is searched in the first this many dispatches (cost grows with the product).
+PERIOD_SEARCH_LEN = 12000
+#: A period must repeat at least this many times to count as a loop.
+MIN_REPEATS = 3
+
+GETNEXT_RE = re.compile(r"IteratorGetNext")
+_UPDATE_RE = re.compile(r"^(Assign(Add|Sub)?VariableOp|ResourceApply\w+|ResourceSparseApply\w+)$")
+_TFDATA_THREAD_RE = re.compile(r"^tf_data")
+
+
+@dataclass
+class StepCut:
+    """Inferred steps on the trace clock, and how they were found."""
+
+    start_us: np.ndarray
+    end_us: np.ndarray
+    lane: tuple[int, int] | None  # (pid, tid) of the dispatch thread
+    method: str  # "period" | "none"
+    reason: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        return int(len(self.start_us))
+
+
+def consumer_view(events: pd.DataFrame) -> pd.DataFrame:
+    """The events as the training step sees them: tf.data worker threads left out.
+
+    Events on threads named ``tf_data*`` are the pipeline producing elements (its map
+    functions, prefetch threads). The step waits for them in ``IteratorGetNext``, which is
+    kept wherever it runs (Keras runs it on ``tf_data_iterator_get_next``).
+    """
+    if events.empty:
+        return events
+    thread = events["thread"].astype("string").fillna("")
+    name = events["name"].astype("string").fillna("")
+    producer = thread.str.match(_TFDATA_THREAD_RE.pattern) & ~name.str.contains(GETNEXT_RE.pattern)
+    return events[~producer.to_numpy(dtype=bool)].reset_index(drop=True)
+
+
+def _top_level(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Mask of intervals not nested inside an earlier one (inputs sorted by start)."""
+    keep = np.zeros(len(starts), dtype=bool)
+    reach = -np.inf
+    for i, (s, e) in enumerate(zip(starts.tolist(), ends.tolist())):
+        if s >= reach:
+            keep[i] = True
+            reach = e
+    return keep
+
+
+def dispatch_sequence(events: pd.DataFrame) -> tuple[pd.DataFrame, tuple[int, int] | None]:
+    """Top-level dispatches of the script's thread: ``label, ts_us, dur_us, kind``.
+
+    ``kind`` is ``call`` (a tf.function call, labelled by function name) or ``eager``
+    (an eager op outside any call, labelled by op type).
+    """
+    cols = ["label", "ts_us", "dur_us", "kind"]
+    empty = pd.DataFrame({c: pd.Series([], dtype=t) for c, t in
+                          zip(cols, ["string", "float64", "float64", "string"])})
+    if events.empty:
+        return empty, None
+    is_call = events["function_call"].notna().to_numpy()
+    is_exec = (events["name"] == "EagerExecute").fillna(False).to_numpy(dtype=bool)
+    is_eager = is_exec & ~events["is_func"].to_numpy(dtype=bool)
+    rel = events[is_call | is_eager]
+    if rel.empty:
+        return empty, None
+    lane_counts = rel.groupby(["pid", "tid"]).size()
+    pid, tid = (int(x) for x in lane_counts.idxmax())
+    on = events[(events["pid"] == pid) & (events["tid"] == tid)]
+    calls = on[on["function_call"].notna()].sort_values("ts_us")
+    c_start = calls["ts_us"].to_numpy(dtype=float)
+    c_end = c_start + calls["dur_us"].to_numpy(dtype=float)
+    top = _top_level(c_start, c_end)
+    calls, c_start, c_end = calls[top], c_start[top], c_end[top]
+    eager = on[(on["name"] == "EagerExecute").fillna(False) & ~on["is_func"].astype(bool)]
+    e_start = eager["ts_us"].to_numpy(dtype=float)
+    # An eager op inside a call is part of that call (e.g. while it traces).
+    k = np.searchsorted(c_start, e_start, side="right") - 1
+    inside = (k >= 0) & (e_start < c_end[np.clip(k, 0, None)]) if len(c_start) else np.zeros(len(e_start), bool)
+    eager = eager[~inside]
+    # An eager op starts where the Python call that dispatched it starts.
+    e_ts = eager["ts_us"].to_numpy(dtype=float)
+    e_end = e_ts + eager["dur_us"].to_numpy(dtype=float)
+    py = on[on["name"].astype("string").fillna("").str.startswith("TFE_Py_")].sort_values("ts_us")
+    if len(py) and len(e_ts):
+        p_s = py["ts_us"].to_numpy(dtype=float)
+        p_e = p_s + py["dur_us"].to_numpy(dtype=float)
+        k = np.searchsorted(p_s, e_ts, side="right") - 1
+        ok = (k >= 0) & (e_end <= p_e[np.clip(k, 0, None)])
+        e_ts = np.where(ok, p_s[np.clip(k, 0, None)], e_ts)
+        e_end = np.where(ok, p_e[np.clip(k, 0, None)], e_end)
+    seq = pd.concat([
+        pd.DataFrame({"label": calls["name"].astype("string").to_numpy(),
+                      "ts_us": c_start, "dur_us": c_end - c_start, "kind": "call"}),
+        pd.DataFrame({"label": eager["eager_op"].astype("string").fillna("?").to_numpy(),
+                      "ts_us": e_ts, "dur_us": e_end - e_ts, "kind": "eager"}),
+    ], ignore_index=True).sort_values("ts_us", kind="stable").reset_index(drop=True)
+    return seq.astype({"label": "string", "kind": "string"}), (pid, tid)
+
+
+def find_period(codes: np.ndarray, *, max_period: int = MAX_PERIOD,
+                min_score: float = MIN_PERIOD_SCORE) -> tuple[int, float]:
+    """(period, score): the smallest shift under which ``codes`` matches itself for at
+    least ``min_score`` of the positions; (0, best score) when there is none."""
+    n = len(codes)
+    best = 0.0
+    for p in range(1, min(max_period, n // MIN_REPEATS) + 1):
+        score = float(np.mean(codes[:-p] == codes[p:]))
+        best = max(best, score)
+        if score >= min_score:
+            return p, score
+    return 0, best
+
+
+def _main_stretch(codes: np.ndarray, p: int) -> int:
+    """Start of the longest stretch where ``codes[i] == codes[i + p]`` holds throughout:
+    the loop itself, not a few repeated set-up dispatches before it."""
+    eq = np.concatenate([[False], codes[:-p] == codes[p:], [False]]).astype(np.int8)
+    edges = np.diff(eq)
+    starts, ends = np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]
+    if len(starts) == 0:
+        return 0
+    longest = int(np.argmax(ends - starts))
+    return int(starts[longest])
+
+
+def _phase(unit: list[str], kinds: list[str]) -> tuple[int, str]:
+    """Index in ``unit`` where an iteration starts, and why."""
+    for i, label in enumerate(unit):
+        if GETNEXT_RE.search(label):
+            return i, "iterator fetch"
+    updates = [i for i, label in enumerate(unit) if _UPDATE_RE.match(label)]
+    if updates:
+        return (updates[-1] + 1) % len(unit), "after the last variable update"
+    for i, kind in enumerate(kinds):
+        if kind == "call":
+            return i, "tf.function call"
+    return 0, "first repeating dispatch"
+
+
+def _anchor(unit: list[int], start: int) -> list[int]:
+    """Shortest run of the cyclic ``unit`` from ``start`` that occurs once in it."""
+    p = len(unit)
+    doubled = unit + unit
+    for k in range(1, p + 1):
+        gram = doubled[start:start + k]
+        hits = sum(1 for i in range(p) if doubled[i:i + k] == gram)
+        if hits == 1:
+            return gram
+    return doubled[start:start + p]
+
+
+def _occurrences(codes: np.ndarray, gram: list[int]) -> np.ndarray:
+    k = len(gram)
+    if len(codes) < k:
+        return np.zeros(0, dtype=np.int64)
+    match = np.ones(len(codes) - k + 1, dtype=bool)
+    for j, g in enumerate(gram):
+        match &= codes[j:len(codes) - k + 1 + j] == g
+    return np.nonzero(match)[0]
+
+
+def infer_steps(events: pd.DataFrame) -> StepCut:
+    """Cut a marker-less capture into steps (see the module docstring)."""
+    seq, lane = dispatch_sequence(events)
+    none = np.zeros(0)
+    if seq.empty:
+        return StepCut(none, none, None, "none",
+                       "no eager op or tf.function call was dispatched in the capture window")
+    labels = seq["label"].astype(str).tolist()
+    vocab: dict[str, int] = {}
+    codes = np.asarray([vocab.setdefault(x, len(vocab)) for x in labels], dtype=np.int64)
+    p, score = find_period(codes[:PERIOD_SEARCH_LEN])
+    details: dict[str, Any] = {"dispatches": int(len(codes)), "distinct": len(vocab),
+                               "dispatch_thread": {"pid": lane[0], "tid": lane[1]} if lane else None,
+                               "period": p, "period_score": round(score, 4)}
+    if p == 0:
+        return StepCut(none, none, lane, "none",
+                       f"no repeating pattern in the {len(codes)} dispatches of the capture "
+                       f"(best self-match {score:.0%} < {MIN_PERIOD_SCORE:.0%})", details)
+    s0 = _main_stretch(codes, p)
+    unit = codes[s0:s0 + p].tolist()
+    names = {v: k for k, v in vocab.items()}
+    kinds = seq["kind"].astype(str).tolist()[s0:s0 + p]
+    offset, why = _phase([names[c] for c in unit], kinds)
+    gram = _anchor(unit, offset)
+    hits = _occurrences(codes, gram)
+    ts = seq["ts_us"].to_numpy(dtype=float)
+    starts = ts[hits]
+    details.update({"body": [names[c] for c in unit[offset:] + unit[:offset]],
+                    "step_starts_at": why, "anchor": [names[c] for c in gram],
+                    "boundaries": int(len(hits))})
+    if len(starts) < 2:
+        return StepCut(none, none, lane, "none",
+                       "the loop body repeats, but fewer than two iterations were captured", details)
+    return StepCut(starts[:-1], starts[1:], lane, "period", None, details)
+
+
+def marker_events(cut: StepCut, first_step: int = 0) -> pd.DataFrame:
+    """Synthetic ``train N`` marker events for the inferred steps (events schema columns)."""
+    n = cut.count
+    pid, tid = cut.lane if cut.lane else (0, 0)
+    steps = np.arange(first_step, first_step + n, dtype=np.int64)
+    return pd.DataFrame({
+        "pid": np.full(n, pid, dtype=np.int64), "tid": np.full(n, tid, dtype=np.int64),
+        "process": pd.array(["/host:CPU"] * n, dtype="string"),
+        "thread": pd.array(["sgdscope-inferred-steps"] * n, dtype="string"),
+        "name": pd.array([f"train {s}" for s in steps], dtype="string"),
+        "long_name": pd.array([pd.NA] * n, dtype="string"),
+        "ts_us": cut.start_us.astype(float), "dur_us": (cut.end_us - cut.start_us).astype(float),
+        "step": pd.array(steps, dtype="Int64"), "group_id": pd.array([pd.NA] * n, dtype="Int64"),
+        "marker": np.ones(n, dtype=bool), "tf_op": np.zeros(n, dtype=bool),
+        "hlo_op": np.zeros(n, dtype=bool), "eager_op": pd.array([pd.NA] * n, dtype="string"),
+        "is_func": np.zeros(n, dtype=bool), "function_call": pd.array([pd.NA] * n, dtype="string"),
+    })
+
+
+def marker_windows(events: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(step, start_us, end_us) of the capture's own ``train N`` markers, by time."""
+    m = events[events["marker"].astype(bool) & events["step"].notna()].sort_values("ts_us")
+    m = m.drop_duplicates("step")
+    start = m["ts_us"].to_numpy(dtype=float)
+    return m["step"].to_numpy(dtype=np.int64), start, start + m["dur_us"].to_numpy(dtype=float)
+
+
+def _union_in(starts: np.ndarray, ends: np.ndarray, a: float, b: float) -> float:
+    s, e = np.clip(starts, a, b), np.clip(ends, a, b)
+    keep = e > s
+    if not keep.any():
+        return 0.0
+    order = np.argsort(s[keep])
+    s, e = s[keep][order], e[keep][order]
+    total, cur_s, cur_e = 0.0, s[0], e[0]
+    for x, y in zip(s[1:].tolist(), e[1:].tolist()):
+        if x > cur_e:
+            total += cur_e - cur_s
+            cur_s, cur_e = x, y
+        else:
+            cur_e = max(cur_e, y)
+    return total + cur_e - cur_s
+
+
+def eager_time(events: pd.DataFrame, starts: np.ndarray, ends: np.ndarray,
+               lane: tuple[int, int] | None = None) -> np.ndarray:
+    """µs per window spent dispatching and running eager ops.
+
+    Counted on the dispatch thread (``lane``; by default the one ``dispatch_sequence``
+    picks): each non-function ``EagerExecute`` together with the Python-to-C++ call
+    around it (``TFE_Py_*``) when there is one. The iterator fetch is left out (input
+    wait), and so are eager ops inside a ``tf.function`` call (they run while it traces:
+    tracing time).
+    """
+    if lane is None:
+        _, lane = dispatch_sequence(events)
+    if lane is None or events.empty:
+        return np.zeros(len(starts))
+    on = events[(events["pid"] == lane[0]) & (events["tid"] == lane[1])]
+    name = on["name"].astype("string").fillna("")
+    ts = on["ts_us"].to_numpy(dtype=float)
+    te = ts + on["dur_us"].to_numpy(dtype=float)
+    ex = ((name == "EagerExecute").to_numpy(dtype=bool) & ~on["is_func"].to_numpy(dtype=bool)
+          & ~on["eager_op"].astype("string").fillna("").str.contains(GETNEXT_RE.pattern).to_numpy(dtype=bool))
+    e_s, e_e = ts[ex], te[ex]
+    calls = on["function_call"].notna().to_numpy()
+    if calls.any():
+        c_s, c_e = ts[calls], te[calls]
+        o = np.argsort(c_s)
+        c_s, c_e = c_s[o], np.maximum.accumulate(c_e[o])
+        k = np.searchsorted(c_s, e_s, side="right") - 1
+        inside = (k >= 0) & (e_s < c_e[np.clip(k, 0, None)])
+        e_s, e_e = e_s[~inside], e_e[~inside]
+    py = name.str.startswith("TFE_Py_").to_numpy(dtype=bool)
+    if py.any() and len(e_s):
+        p_s, p_e = ts[py], te[py]
+        o = np.argsort(p_s)
+        p_s, p_e = p_s[o], p_e[o]
+        k = np.searchsorted(p_s, e_s, side="right") - 1
+        ok = (k >= 0) & (e_e <= p_e[np.clip(k, 0, None)])
+        e_s = np.where(ok, p_s[np.clip(k, 0, None)], e_s)
+        e_e = np.where(ok, p_e[np.clip(k, 0, None)], e_e)
+    return np.asarray([_union_in(e_s, e_e, a, b) for a, b in zip(starts.tolist(), ends.tolist())])
+
+
+def function_calls(events: pd.DataFrame, starts: np.ndarray | None = None,
+                   ends: np.ndarray | None = None) -> pd.DataFrame:
+    """Per tf.function: calls, traced calls and their durations in the capture.
+
+    Columns: ``function, calls, traced_calls, median_call_ms, median_traced_ms,
+    median_untraced_ms, traced_ms, xla`` (``xla``: any call ran jit-compiled). With
+    windows, only calls that start inside one count.
+    """
+    calls = events[events["function_call"].notna()]
+    if starts is not None and ends is not None and len(calls):
+        ts = calls["ts_us"].to_numpy(dtype=float)
+        order = np.argsort(starts)
+        s, e = starts[order], ends[order]
+        k = np.searchsorted(s, ts, side="right") - 1
+        ok = (k >= 0) & (ts < e[np.clip(k, 0, None)])
+        calls = calls[ok]
+    rows = []
+    for name, grp in calls.groupby(calls["name"].astype(str), sort=True):
+        kind = grp["function_call"].astype(str)
+        traced = kind.str.startswith("traced")
+        dur_ms = grp["dur_us"].to_numpy(dtype=float) / 1e3
+        rows.append({
+            "function": name, "calls": int(len(grp)), "traced_calls": int(traced.sum()),
+            "median_call_ms": float(np.median(dur_ms)),
+            "median_traced_ms": float(np.median(dur_ms[traced.to_numpy()])) if traced.any() else None,
+            "median_untraced_ms": float(np.median(dur_ms[~traced.to_numpy()])) if (~traced).any() else None,
+            "traced_ms": float(dur_ms[traced.to_numpy()].sum()),
+            "xla": bool(kind.str.lower().str.endswith("-xla").any()),
+        })
+    return pd.DataFrame(rows, columns=["function", "calls", "traced_calls", "median_call_ms",
+                                       "median_traced_ms", "median_untraced_ms", "traced_ms", "xla"])

@@ -1,0 +1,576 @@
+"""Triage rules: a registry of pure functions that name a run's bottlenecks, with evidence.
+
+``RULES`` maps a rule id to a function ``rule(facts) -> finding | None``. ``facts`` is
+built once per run by ``gather(profile, context)`` from the run's tables (steps,
+breakdown, samples, ops) and manifest (environment, the trace facts the script worker
+stored in ``results``). A finding is::
+
+    {"rule": str, "severity": "high" | "moderate" | "low",
+     "share": float | None,          # fraction of step (or run) time the finding is about
+     "evidence": {...},               # the numbers, each with where it came from
+     "recommendation": str}           # what to change, with a short code snippet
+
+plus ``counterfactual`` when the run's experiment has a variant that applies the fix
+(``"measured: 7.9x faster with tf_function"``), or names the variant to run.
+
+A rule returns None when its data says nothing is wrong *and* when its data is absent:
+an unavailable measurement (no GPU, no trace) never fires a rule and is never read as 0.
+
+Thresholds follow XProf's where it has them (``xprof/convert/op_stats_to_input_pipeline_
+analysis.cc`` and ``op_stats_to_overview_page.h``): input-bound 5 % moderate / 20 % high;
+"all other" host time 3 % / 15 %; eager report 10 %; expensive tf.function 20 %;
+host-to-device significant at 10 %.
+
+Pure: no I/O, no streamlit, no tensorflow, no xprof.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from profilers.model import CATEGORIES, RunProfile
+
+Finding = dict[str, Any]
+Facts = dict[str, Any]
+Rule = Callable[[Facts], "Finding | None"]
+
+SEVERITIES: tuple[str, ...] = ("high", "moderate", "low")
+SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
+
+# -- thresholds (fractions of step time unless said otherwise) -----------------------------------
+INPUT_MODERATE, INPUT_HIGH = 0.05, 0.20  # xprof kModerately/kHighlyInfeedBoundThresholdInPercent
+EAGER_MODERATE, EAGER_HIGH = 0.10, 0.20  # xprof kEagerReportThresholdInPercent; kTfFunctionReport...
+OVERHEAD_MODERATE, OVERHEAD_HIGH = 0.03, 0.15  # xprof k*AllOtherBoundThresholdInPercent
+TRANSFER_MODERATE, TRANSFER_HIGH = 0.10, 0.25  # xprof kHostToDeviceTimePercentAsSignificant
+COMPILE_MODERATE, COMPILE_HIGH = 0.10, 0.30  # share of the captured run
+RETRACE_WARN_TRACES = 5  # TF warns at 5 traces in the last 10 calls
+RETRACE_HIGH_CALL_SHARE = 0.5
+SMALL_PROBLEM_HIGH_RATIO = 5.0  # fixed cost >= 5x the maths
+GPU_UTIL_P95_LOW = 70.0
+GPU_UTIL_P95_VERY_LOW = 30.0
+CPU_BOUND_GPU_MAX, CPU_BOUND_CPU_MIN = 10.0, 90.0
+
+COMPUTE = ("forward", "backward", "optimizer_update", "other")
+
+#: Fix -> bundled variants that apply it, best first (for counterfactuals).
+FIX_VARIANTS: dict[str, tuple[str, ...]] = {
+    "eager_execution": ("tf_function", "tf_xla", "tf_graph_loop"),
+    "framework_overhead": ("tf_graph_loop", "tf_xla", "tf_function"),
+    "small_problem": ("tf_graph_loop", "tf_xla", "numpy"),
+    "input_bound": ("all", "prefetch", "parallel_map", "cache"),
+}
+
+
+# -- facts -----------------------------------------------------------------------------------
+def _measured(steps: pd.DataFrame) -> pd.DataFrame:
+    return steps[~steps["warmup"].astype(bool)] if not steps.empty else steps
+
+
+def gather(profile: RunProfile, context: Mapping[str, Any] | None = None) -> Facts:
+    """Everything the rules read, from one run (and, in ``context``, its experiment).
+
+    ``context`` may hold ``experiment``: ``[{"variant", "status", "median_ms", "run_id"}]``
+    for the runs of the same experiment (counterfactuals and the NumPy baseline).
+    """
+    m = profile.manifest
+    res = m.get("results") or {}
+    steps = profile.table("steps")
+    bd = profile.table("breakdown")
+    measured = _measured(steps)
+    mids = set(measured["step"].tolist())
+    # A run without steps (a sampled script) has one whole-run pseudo-step: use it all.
+    bd_measured = bd[bd["step"].isin(mids)] if not bd.empty and not steps.empty else bd
+    facts: Facts = {
+        "run_id": m.get("run_id"), "source": m.get("source", "workload"),
+        "workload": m.get("workload"), "variant": m.get("variant"),
+        "status": m.get("status"), "results": res, "environment": m.get("environment") or {},
+        "capture": m.get("capture") or {}, "script": m.get("script") or {},
+        "samples": profile.table("samples"), "ops": profile.table("ops"),
+        "steps_all": steps, "steps": measured, "breakdown_all": bd,
+        "experiment": list((context or {}).get("experiment") or []),
+        "step_count": int(len(measured)),
+        "median_ms": float(measured["wall_us"].median() / 1e3) if len(measured) else None,
+    }
+    shares: dict[str, float] = {}
+    per_step_ms: dict[str, float] = {}
+    bd_steps = 0
+    if not bd_measured.empty:
+        tot = bd_measured.groupby("category")["ms"].sum()
+        wall = float(tot.sum())
+        bd_steps = int(bd_measured["step"].nunique())
+        if wall > 0:
+            shares = {c: float(tot.get(c, 0.0)) / wall for c in CATEGORIES}
+            per_step_ms = {c: float(bd_measured[bd_measured["category"] == c]["ms"].median())
+                           if c in tot.index else 0.0 for c in CATEGORIES}
+    facts["shares"] = shares
+    facts["breakdown_median_ms"] = per_step_ms
+    facts["breakdown_steps"] = bd_steps
+    facts["breakdown_source"] = res.get("breakdown_source") or (
+        "the run's breakdown table" if shares else None)
+    if not bd.empty:
+        tot_all = bd.groupby("category")["ms"].sum()
+        all_ms = float(tot_all.sum())
+        facts["compile_share_all"] = float(tot_all.get("compile_trace", 0.0)) / all_ms if all_ms > 0 else None
+        facts["captured_ms"] = all_ms
+    else:
+        facts["compile_share_all"] = None
+        facts["captured_ms"] = None
+    facts["eager"] = _eager_facts(facts)
+    return facts
+
+
+def _eager_facts(facts: Facts) -> dict[str, Any] | None:
+    """Eager op share: from the trace facts the script worker stored, else the ops table."""
+    res = facts["results"]
+    if res.get("eager_share") is not None:
+        return {"share": float(res["eager_share"]), "ms_per_step": res.get("eager_ms_per_step"),
+                "ops_per_step": res.get("eager_ops_per_step"),
+                "source": "TF trace: top-level eager dispatches (EagerExecute and the Python-to-C++ "
+                          "call around it) on the script's thread, per step"}
+    ops = facts["ops"]
+    steps_all = facts["steps_all"]
+    if ops.empty or "eager" not in ops.columns or steps_all.empty:
+        return None
+    window = steps_all[steps_all["in_profile_window"].astype(bool)]
+    if window.empty:
+        return None
+    host = ops[ops["host_or_device"].astype(str).str.lower().str.contains("host")] \
+        if "host_or_device" in ops.columns else ops
+    eager_us = float(host.loc[host["eager"].astype(bool), "total_self_us"].sum())
+    op_us = float(host["total_self_us"].sum())
+    wall_us = float(window["wall_us"].sum())
+    if wall_us <= 0:
+        return None
+    return {"share": eager_us / wall_us, "ms_per_step": eager_us / 1e3 / len(window),
+            "op_time_eager_pct": 100.0 * eager_us / op_us if op_us > 0 else None,
+            "source": "xprof framework_op_stats: self time of ops run eagerly, over the profiled steps"}
+
+
+# -- helpers -----------------------------------------------------------------------------------
+def _sev(share: float, moderate: float, high: float) -> str | None:
+    if share >= high:
+        return "high"
+    if share >= moderate:
+        return "moderate"
+    return None
+
+
+def _finding(rule: str, severity: str, share: float | None, evidence: dict[str, Any],
+             recommendation: str) -> Finding:
+    return {"rule": rule, "severity": severity,
+            "share": None if share is None or not math.isfinite(share) else round(float(share), 4),
+            "evidence": evidence, "recommendation": recommendation}
+
+
+def _step_evidence(f: Facts) -> dict[str, Any]:
+    return {"steps_measured": f["step_count"], "median_step_ms": _r(f["median_ms"]),
+            "breakdown_steps": f["breakdown_steps"], "breakdown_source": f["breakdown_source"]}
+
+
+def _r(x: Any, nd: int = 4) -> Any:
+    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else round(float(x), nd)
+
+
+# -- rules --------------------------------------------------------------------------------------
+def rule_input_bound(f: Facts) -> Finding | None:
+    share = f["shares"].get("input_wait")
+    if share is None:
+        return None
+    sev = _sev(share, INPUT_MODERATE, INPUT_HIGH)
+    if sev is None:
+        return None
+    ev = {**_step_evidence(f), "input_wait_share": _r(share),
+          "input_wait_ms_per_step": _r(f["breakdown_median_ms"].get("input_wait")),
+          "thresholds": {"moderate": INPUT_MODERATE, "high": INPUT_HIGH,
+                         "from": "xprof kModerately/kHighlyInfeedBoundThresholdInPercent"},
+          "measured_as": "time the step waits in IteratorGetNext (the iterator fetch), per step"}
+    res = f["results"]
+    stages = res.get("input_stages") or []
+    slow = None
+    if stages:
+        slow = max(stages, key=lambda s: s.get("self_ms") or 0.0)
+        ev["slowest_tf_data_stage"] = {**slow, "source": "xprof input_pipeline_analyzer (tf.data stages, self time)"}
+    if res.get("xprof_input_conclusion"):
+        ev["xprof_says"] = res["xprof_input_conclusion"]
+    stage_txt = f" The slowest tf.data stage is `{slow['stage']}` ({slow.get('self_ms', 0):.1f} ms self time)." \
+        if slow else ""
+    rec = ("The step waits for its next batch. Overlap input with compute: parallelise the "
+           "slow map, prefetch, and cache what does not change per epoch." + stage_txt + "\n"
+           "```python\nds = ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE)\n"
+           "ds = ds.cache().prefetch(tf.data.AUTOTUNE)   # cache() only if it fits in memory\n```")
+    return _finding("input_bound", sev, share, ev, rec)
+
+
+def rule_eager_execution(f: Facts) -> Finding | None:
+    eager = f["eager"]
+    if not eager or eager.get("share") is None:
+        return None
+    share = float(eager["share"])
+    sev = _sev(share, EAGER_MODERATE, EAGER_HIGH)
+    if sev is None:
+        return None
+    ev = {**_step_evidence(f), "eager_share": _r(share), "eager_ms_per_step": _r(eager.get("ms_per_step")),
+          "eager_ops_per_step": _r(eager.get("ops_per_step"), 1), "source": eager["source"],
+          "thresholds": {"moderate": EAGER_MODERATE, "high": EAGER_HIGH,
+                         "from": "xprof kEagerReportThresholdInPercent (10); high at its "
+                                 "kTfFunctionReportThresholdInPercent (20)"}}
+    if eager.get("op_time_eager_pct") is not None:
+        ev["op_time_eager_pct"] = _r(eager["op_time_eager_pct"], 1)
+    rec = ("TF ops run one by one in eager mode, each paying Python and dispatch cost. "
+           "Compile the step into a graph with tf.function:\n"
+           "```python\n@tf.function\ndef train_step(x, y):\n    with tf.GradientTape() as tape:\n"
+           "        loss = loss_fn(y, model(x))\n    grads = tape.gradient(loss, model.trainable_variables)\n"
+           "    opt.apply_gradients(zip(grads, model.trainable_variables))\n    return loss\n```")
+    return _finding("eager_execution", sev, share, ev, rec)
+
+
+def _functions(f: Facts) -> list[dict[str, Any]]:
+    """tf.function facts: trace counts from the capture, joined with the live report."""
+    res = f["results"]
+    trace = {d["function"]: d for d in res.get("tf_functions") or []}
+    live = {d["function"]: d for d in (f["script"].get("tf_functions") or [])}
+    out = []
+    for name in sorted(set(trace) | set(live)):
+        t, lv = trace.get(name, {}), live.get(name, {})
+        out.append({"function": name, **t, "tracing_count": lv.get("tracing_count"),
+                    "changing_args": lv.get("changing_args") or []})
+    return out
+
+
+def rule_retracing(f: Facts) -> Finding | None:
+    worst = None
+    for fn in _functions(f):
+        calls = int(fn.get("calls") or 0)
+        traced = int(fn.get("traced_calls") or 0)
+        retraces = max(traced - 1, 0)  # the first trace is the normal one
+        total = fn.get("tracing_count")
+        count = max(int(total or 0), traced)
+        if not (count >= RETRACE_WARN_TRACES or (retraces >= 2 and calls and traced / calls >= RETRACE_HIGH_CALL_SHARE)):
+            continue
+        key = (count, fn.get("traced_ms") or 0.0)
+        if worst is None or key > worst[0]:
+            worst = (key, fn, calls, traced, count)
+    if worst is None:
+        return None
+    _, fn, calls, traced, count = worst
+    captured = f["results"].get("capture_ms") or f.get("captured_ms")
+    traced_ms = float(fn.get("traced_ms") or 0.0)
+    share = traced_ms / captured if captured else None
+    call_share = traced / calls if calls else None
+    high = (call_share is not None and call_share >= RETRACE_HIGH_CALL_SHARE) or (share or 0) >= EAGER_HIGH
+    per_call = fn.get("median_traced_ms")
+    base = fn.get("median_untraced_ms")
+    ev: dict[str, Any] = {
+        "function": fn["function"], "traces_total": count,
+        "calls_in_capture": calls, "traced_calls_in_capture": traced,
+        "traced_share_of_calls": _r(call_share),
+        "traced_call_ms_median": _r(per_call), "untraced_call_ms_median": _r(base),
+        "cost_per_retrace_ms": _r(per_call - base) if per_call is not None and base is not None else _r(per_call),
+        "time_in_traced_calls_ms": _r(traced_ms, 2), "captured_ms": _r(captured, 2),
+        "share_of_captured_time": _r(share),
+        "source": "TF trace: tf.function call events (tf_function_call traced-*/notTraced-*); "
+                  "traces_total from the function's experimental_get_tracing_count() after the run",
+        "tf_warns_at": f"{RETRACE_WARN_TRACES} traces in the last 10 calls",
+        "reference": "measured here, 100x10 gradient step: 29 ms per call when each call retraces, "
+                     "0.54 ms when none does",
+    }
+    changing = fn.get("changing_args") or []
+    if changing:
+        ev["changing_args"] = changing
+    warnings = (f["script"].get("tf_warnings") or {}).get("retracing_warnings")
+    if warnings:
+        ev["tf_retracing_warnings"] = warnings
+    what = ""
+    if changing:
+        c = changing[0]
+        kind = {"python_scalar": "a Python scalar whose value changes (each value is a new graph)",
+                "tensor_shape": "a tensor whose shape changes",
+                "tensor_dtype": "a tensor whose dtype changes",
+                "python_object": "a Python object that changes"}.get(c["kind"], "an argument that changes")
+        what = f" Argument `{c['arg']}` is {kind}: {', '.join(c['examples'][:3])}..."
+    rec = (f"`{fn['function']}` was traced {count} times.{what} Pass changing numbers as tensors, "
+           "and let shapes vary without a new trace:\n"
+           "```python\nlr = tf.Variable(0.1)            # or tf.constant(value) per call\n"
+           "@tf.function(reduce_retracing=True)   # or input_signature=[tf.TensorSpec([None, n])]\n"
+           "def train_step(x, lr): ...\ntrain_step(x, tf.constant(0.05))\n```")
+    return _finding("retracing", "high" if high else "moderate", share, ev, rec)
+
+
+def rule_framework_overhead(f: Facts) -> Finding | None:
+    share = f["shares"].get("framework_overhead")
+    if share is None:
+        return None
+    sev = _sev(share, OVERHEAD_MODERATE, OVERHEAD_HIGH)
+    if sev is None:
+        return None
+    no_tf = f["source"] == "script" and f["results"].get("profiler") == "pyinstrument"
+    ev = {**_step_evidence(f), "overhead_share": _r(share),
+          "overhead_ms_per_step": _r(f["breakdown_median_ms"].get("framework_overhead")),
+          "measured_as": ("sampled time in Python code that is not NumPy/BLAS work (pyinstrument)" if no_tf else
+                          "step wall time outside every op, input wait and compile span: Python, "
+                          "dispatch, executor"),
+          "thresholds": {"moderate": OVERHEAD_MODERATE, "high": OVERHEAD_HIGH,
+                         "from": "xprof k*AllOtherBoundThresholdInPercent"}}
+    if no_tf:
+        rec = ("Most of the time runs in the Python interpreter, not in NumPy. Vectorise the "
+               "inner loops so each call does more work:\n"
+               "```python\n# instead of: for i in range(n): g[i] = sum(X[i] * r)\ng = X.T @ r\n```")
+    else:
+        rec = ("The host spends this time between ops (Python, dispatch, the executor), not "
+               "computing. Put more work in each call: compile the step, run several steps per "
+               "call, or use a larger batch.\n"
+               "```python\ntrain_step = tf.function(train_step, jit_compile=True)\n"
+               "model.compile(..., steps_per_execution=32)   # Keras\n```")
+    return _finding("framework_overhead", sev, share, ev, rec)
+
+
+def _baseline(f: Facts) -> dict[str, Any] | None:
+    for r in f["experiment"]:
+        if r.get("variant") == "numpy" and r.get("status") == "ok" and r.get("median_ms"):
+            return r
+    return None
+
+
+def rule_small_problem(f: Facts) -> Finding | None:
+    med = f["breakdown_median_ms"]
+    if not med or f["results"].get("profiler") == "pyinstrument":
+        return None  # no framework in a NumPy script: framework_overhead covers the interpreter
+    fixed = med.get("framework_overhead", 0.0)
+    maths = sum(med.get(c, 0.0) for c in COMPUTE)
+    if fixed <= 0 or fixed <= maths:
+        return None
+    ratio = fixed / maths if maths > 0 else float("inf")
+    share = f["shares"].get("framework_overhead", 0.0)
+    if share < OVERHEAD_MODERATE:
+        return None  # the step is dominated by something else (input, compilation)
+    sev = "high" if ratio >= SMALL_PROBLEM_HIGH_RATIO and share >= OVERHEAD_HIGH else "moderate"
+    ev = {**_step_evidence(f), "fixed_cost_ms_per_step": _r(fixed), "maths_ms_per_step": _r(maths),
+          "fixed_over_maths": _r(ratio, 2) if math.isfinite(ratio) else None,
+          "measured_as": "median per step: framework overhead (host time outside ops, input and "
+                         "compile) vs op (kernel) time"}
+    base = _baseline(f)
+    if base is not None and f["variant"] != "numpy":
+        ev["numpy_same_maths_ms"] = _r(base["median_ms"])
+        ev["numpy_run_id"] = base.get("run_id")
+        if f["median_ms"]:
+            ev["slower_than_numpy"] = _r(f["median_ms"] / base["median_ms"], 2)
+    else:
+        ev["numpy_same_maths_ms"] = None
+        ev["numpy_note"] = "no NumPy baseline run in this experiment"
+    rec = ("Each step does less maths than the framework's fixed per-step cost, so a bigger "
+           "framework cannot help. Either give each call more work (larger batch, several steps "
+           "per call, a compiled whole loop), or use NumPy for a problem this small:\n"
+           "```python\n@tf.function(jit_compile=True)\ndef train(n_steps):\n"
+           "    for _ in tf.range(n_steps):\n        train_step()\n```")
+    return _finding("small_problem", sev, share, ev, rec)
+
+
+def _metric(samples: pd.DataFrame, pattern: str) -> pd.Series:
+    if samples.empty:
+        return pd.Series([], dtype="float64")
+    sel = samples[samples["metric"].astype(str).str.fullmatch(pattern)]
+    return sel["value"].astype(float)
+
+
+def _gpu_util(f: Facts) -> pd.Series | None:
+    util = _metric(f["samples"], r"gpu\d+_util_pct")
+    return None if util.empty else util
+
+
+def rule_gpu_underutilized(f: Facts) -> Finding | None:
+    util = _gpu_util(f)
+    if util is None:
+        return None  # no GPU readings: unavailable, never 0 %
+    p95 = float(np.percentile(util.to_numpy(), 95))
+    if p95 >= GPU_UTIL_P95_LOW:
+        return None
+    sev = "high" if p95 < GPU_UTIL_P95_VERY_LOW else "moderate"
+    ev = {"gpu_util_p95_pct": _r(p95, 1), "gpu_util_median_pct": _r(float(util.median()), 1),
+          "samples": int(len(util)), "threshold_p95_pct": GPU_UTIL_P95_LOW,
+          "source": "NVML utilization samples (samples table, gpu<i>_util_pct)"}
+    rec = ("The GPU sits idle much of the time. Find what it waits for (input, host "
+           "overhead, small kernels) in the other findings; then feed it more work per step:\n"
+           "```python\nds = ds.batch(larger_batch).prefetch(tf.data.AUTOTUNE)\n"
+           "model.compile(..., jit_compile=True, steps_per_execution=32)\n```")
+    return _finding("gpu_underutilized", sev, None, ev, rec)
+
+
+def rule_cpu_bottleneck(f: Facts) -> Finding | None:
+    util = _gpu_util(f)
+    if util is None:
+        return None
+    cpu = _metric(f["samples"], "system_cpu_pct")
+    if cpu.empty:
+        return None
+    gpu_med, cpu_med = float(util.median()), float(cpu.median())
+    if not (gpu_med < CPU_BOUND_GPU_MAX and cpu_med > CPU_BOUND_CPU_MIN):
+        return None
+    ev = {"gpu_util_median_pct": _r(gpu_med, 1), "cpu_util_median_pct": _r(cpu_med, 1),
+          "thresholds": {"gpu_below_pct": CPU_BOUND_GPU_MAX, "cpu_above_pct": CPU_BOUND_CPU_MIN},
+          "source": "samples table: NVML gpu<i>_util_pct and psutil system_cpu_pct"}
+    rec = ("The CPU is saturated while the GPU idles: host work (input preprocessing, Python) "
+           "is the bottleneck. Move preprocessing into tf.data with parallel calls, or onto the GPU:\n"
+           "```python\nds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)\n```")
+    return _finding("cpu_bottleneck", "high", None, ev, rec)
+
+
+def rule_host_device_transfer(f: Facts) -> Finding | None:
+    share = f["shares"].get("host_device_transfer")
+    if share is None:
+        return None
+    sev = _sev(share, TRANSFER_MODERATE, TRANSFER_HIGH)
+    if sev is None:
+        return None
+    ev = {**_step_evidence(f), "transfer_share": _r(share),
+          "transfer_ms_per_step": _r(f["breakdown_median_ms"].get("host_device_transfer")),
+          "measured_as": "Memcpy/_Send/_Recv time inside the step (TF trace)",
+          "threshold": {"moderate": TRANSFER_MODERATE, "from": "xprof kHostToDeviceTimePercentAsSignificant"}}
+    rec = ("Copies between host and device take a large part of the step. Keep data on the "
+           "device, copy once, and overlap copies with compute:\n"
+           "```python\nds = ds.prefetch(tf.data.AUTOTUNE)   # or tf.data.experimental.prefetch_to_device('/gpu:0')\n```")
+    return _finding("host_device_transfer", sev, share, ev, rec)
+
+
+def rule_compilation(f: Facts) -> Finding | None:
+    bd = f["breakdown_all"]
+    if bd.empty:
+        return None
+    steady = f["shares"].get("compile_trace")
+    once = f.get("compile_share_all")
+    sev = _sev(steady, COMPILE_MODERATE, COMPILE_HIGH) if steady is not None else None
+    share = steady
+    if sev is None and once is not None and once >= COMPILE_MODERATE:
+        sev, share = "low", once  # a one-time cost, amortised by a longer run
+    if sev is None:
+        return None
+    ms = float(bd.loc[bd["category"] == "compile_trace", "ms"].sum())
+    ev = {"compile_trace_ms": _r(ms, 2), "captured_ms": _r(f.get("captured_ms"), 2),
+          "share_after_warmup": _r(steady), "share_with_warmup": _r(once),
+          "steps_in_capture": int(bd["step"].nunique()),
+          "thresholds": {"moderate": COMPILE_MODERATE, "high": COMPILE_HIGH,
+                         "low": "one-time compile >= 10% of the captured run, none after warm-up"},
+          "measured_as": "tf.function tracing and XLA compilation spans in the TF trace"}
+    rec = ("Tracing/compiling takes a large share of the run. Trace once (see `retracing` if it "
+           "repeats), keep compiled functions alive across calls, and for short runs weigh "
+           "XLA's compile time against its gain:\n"
+           "```python\nstep = tf.function(train_step)   # define once, outside the loop\n```")
+    return _finding("compilation", sev, share, ev, rec)
+
+
+def rule_thread_config(f: Facts) -> Finding | None:
+    env = f["environment"]
+    cores = env.get("affinity_cores") or env.get("cpu_logical")
+    if not cores:
+        return None
+    tf_env = env.get("tensorflow") or {}
+    notes = []
+    sev = None
+    intra, inter = tf_env.get("intra_op_threads"), tf_env.get("inter_op_threads")
+    if intra and intra > cores:
+        notes.append(f"intra_op_parallelism_threads={intra} > {cores} usable cores (oversubscribed)")
+        sev = "moderate"
+    if inter and inter > cores:
+        notes.append(f"inter_op_parallelism_threads={inter} > {cores} usable cores")
+        sev = sev or "low"
+    compute_share = sum(f["shares"].get(c, 0.0) for c in COMPUTE)
+    if intra == 1 and cores > 1 and compute_share >= 0.5:
+        notes.append(f"intra_op_parallelism_threads=1 while ops take {compute_share:.0%} of the step "
+                     f"and {cores} cores are usable")
+        sev = sev or "low"
+    blas = [b for b in env.get("blas") or [] if isinstance(b, dict)]
+    for b in blas:
+        n = b.get("num_threads")
+        if n and n > cores:
+            notes.append(f"{b.get('internal_api')} uses {n} threads on {cores} usable cores")
+            sev = sev or "low"
+    if not notes:
+        return None
+    ev = {"usable_cores": cores, "intra_op_threads": intra, "inter_op_threads": inter,
+          "blas_threads": [b.get("num_threads") for b in blas], "issues": notes,
+          "source": "manifest environment (tf.config.threading after the run; threadpoolctl)"}
+    rec = ("Match thread pools to the cores this process may use:\n"
+           f"```python\ntf.config.threading.set_intra_op_parallelism_threads({cores})\n"
+           "tf.config.threading.set_inter_op_parallelism_threads(2)\n```")
+    return _finding("thread_config", sev, None, ev, rec)
+
+
+#: The rule registry (sorted by id). CLI and UI choices are built from it.
+RULES: dict[str, Rule] = dict(sorted({
+    "compilation": rule_compilation,
+    "cpu_bottleneck": rule_cpu_bottleneck,
+    "eager_execution": rule_eager_execution,
+    "framework_overhead": rule_framework_overhead,
+    "gpu_underutilized": rule_gpu_underutilized,
+    "host_device_transfer": rule_host_device_transfer,
+    "input_bound": rule_input_bound,
+    "retracing": rule_retracing,
+    "small_problem": rule_small_problem,
+    "thread_config": rule_thread_config,
+}.items()))
+
+
+# -- counterfactuals ------------------------------------------------------------------------------
+def counterfactual(finding: Finding, f: Facts) -> dict[str, Any] | None:
+    """The measured gain of the fix, from a variant of the same experiment that applies it;
+    or, for a bundled workload without that variant, which variant to run."""
+    candidates = FIX_VARIANTS.get(finding["rule"])
+    if not candidates or f["source"] != "workload" or not f.get("median_ms"):
+        return None
+    if f["variant"] in candidates:
+        return None
+    ran = {r["variant"]: r for r in f["experiment"]}
+    for v in candidates:
+        r = ran.get(v)
+        if r and r.get("status") == "ok" and r.get("median_ms"):
+            speedup = f["median_ms"] / r["median_ms"]
+            word = "faster" if speedup >= 1 else "slower"
+            factor = speedup if speedup >= 1 else 1 / speedup
+            return {"variant": v, "run_id": r.get("run_id"), "median_ms": _r(r["median_ms"]),
+                    "speedup": _r(speedup, 2), "measured": True,
+                    "text": f"measured: {factor:.1f}x {word} with {v} (same experiment)"}
+    return {"variant": candidates[0], "measured": False, "workload": f["workload"],
+            "text": f"not measured yet: run the {candidates[0]} variant of {f['workload']} to see the gain",
+            "command": f"sgdscope run {f['workload']} --variants {f['variant']},{candidates[0]}"}
+
+
+# -- entry points ---------------------------------------------------------------------------------
+def evaluate(profile: RunProfile, context: Mapping[str, Any] | None = None,
+             rules: Mapping[str, Rule] | None = None) -> list[Finding]:
+    """Every rule over one run; findings ordered by severity, then share (largest first)."""
+    facts = gather(profile, context)
+    out: list[Finding] = []
+    for name, rule in (rules or RULES).items():
+        found = rule(facts)
+        if found is None:
+            continue
+        cf = counterfactual(found, facts)
+        if cf is not None:
+            found["counterfactual"] = cf
+        out.append(found)
+    return order_findings(out)
+
+
+def order_findings(findings: list[Finding]) -> list[Finding]:
+    return sorted(findings, key=lambda x: (SEVERITY_RANK.get(x["severity"], 9), -(x.get("share") or 0.0), x["rule"]))
+
+
+def summary(profile: RunProfile) -> dict[str, Any]:
+    """``steps`` (count and median ms of the measured steps) and ``breakdown_ms`` (median
+    ms per step per category; empty when the run has no breakdown)."""
+    steps = _measured(profile.table("steps"))
+    bd = profile.table("breakdown")
+    mids = set(steps["step"].tolist())
+    sel = bd[bd["step"].isin(mids)] if not bd.empty else bd
+    breakdown_ms: dict[str, float] = {}
+    if not sel.empty:
+        med = sel.groupby("category")["ms"].median()
+        breakdown_ms = {c: round(float(med.get(c, 0.0)), 4) for c in CATEGORIES}
+    elif not bd.empty:  # a run without steps (sampled script): whole-run totals
+        tot = bd.groupby("category")["ms"].sum()
+        breakdown_ms = {c: round(float(tot.get(c, 0.0)), 4) for c in CATEGORIES}
+    return {"steps": {"count": int(len(steps)),
+                      "median_ms": _r(float(steps["wall_us"].median()) / 1e3) if len(steps) else None},
+            "breakdown_ms": breakdown_ms}

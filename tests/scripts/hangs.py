@@ -1,0 +1,6 @@
+"""Never ends: the supervisor's timeout must stop it."""
+import time
+
+print("starting", flush=True)
+while True:
+    time.sleep(0.5)

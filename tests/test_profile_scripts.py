@@ -1,0 +1,204 @@
+"""``sgdscope profile`` on tiny user scripts (tests/scripts/), then ``sgdscope analyze --json``.
+
+Each TF script costs a TF import (~5 s) plus its run and the trace conversion, so each is
+profiled once per module and the tests read the stored run. ``analyze`` runs in a
+subprocess where ``import tensorflow`` is blocked: it must not need it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from profilers.store import RunStore
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = ROOT / "tests" / "scripts"
+
+BLOCK_TF = ("import sys; sys.modules['tensorflow'] = None; sys.modules['keras'] = None; "
+            "from profilers.cli import main; rc = main(sys.argv[1:]); "
+            "assert 'tensorflow' not in [m for m, v in sys.modules.items() if v is not None]; sys.exit(rc)")
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("home")
+
+
+def cli(home: Path, *args: str, block_tf: bool = False, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = dict(os.environ, SGDSCOPE_HOME=str(home), TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-c", BLOCK_TF, *args] if block_tf else [sys.executable, "-m", "profilers.cli", *args]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+_PROFILED: dict[str, dict[str, Any]] = {}
+
+
+def profiled(home: Path, name: str, *extra: str) -> dict[str, Any]:
+    """Profile ``tests/scripts/<name>.py`` once; return profile and analyze JSON + the run."""
+    key = name + " ".join(extra)
+    if key not in _PROFILED:
+        out = cli(home, "profile", str(SCRIPTS / f"{name}.py"), "--json", *extra)
+        assert out.stdout, out.stderr
+        doc = json.loads(out.stdout)
+        run_id = doc["run_id"]
+        ana = cli(home, "analyze", run_id, "--json", block_tf=True)
+        assert ana.returncode == 0, ana.stderr
+        _PROFILED[key] = {"profile": doc, "rc": out.returncode, "analyze": json.loads(ana.stdout),
+                          "run": RunStore(home).load(run_id)}
+    return _PROFILED[key]
+
+
+def by_rule(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {f["rule"]: f for f in doc["findings"]}
+
+
+def check_contract(doc: dict[str, Any]) -> None:
+    assert set(doc) >= {"findings", "steps", "breakdown_ms"}
+    assert set(doc["steps"]) == {"count", "median_ms"}
+    for f in doc["findings"]:
+        assert set(f) >= {"rule", "severity", "share", "evidence", "recommendation"}
+
+
+# -- the issue's five scripts ---------------------------------------------------------------------
+@pytest.mark.tf
+def test_custom_loop_with_a_sleeping_map_is_input_bound(home):
+    got = profiled(home, "slow_input_loop")
+    doc = got["analyze"]
+    check_contract(doc)
+    run = got["run"]
+    assert run.manifest["source"] == "script" and run.manifest["workload"] == "script"
+    assert run.manifest["variant"] == "slow_input_loop"
+    assert run.manifest["capture"]["steps_from"] == "inferred"
+    assert doc["steps"]["count"] >= 20
+    f = by_rule(doc)["input_bound"]
+    assert f["severity"] == "high"
+    stdout = (run.run_dir / "logs" / "stdout.txt").read_text()
+    measured = float(re.search(r"MEASURED_INPUT_SHARE=([0-9.]+)", stdout).group(1))
+    # Two measurements of the same run: the trace's GetNext share and the script's own clock.
+    assert abs(f["share"] - measured) <= 0.10, (f["share"], measured)
+    assert "Map" in f["evidence"]["slowest_tf_data_stage"]["stage"]
+
+
+@pytest.mark.tf
+def test_tiny_eager_linear_regression_is_dominated_by_the_framework(home):
+    doc = profiled(home, "eager_linreg")["analyze"]
+    check_contract(doc)
+    rules = by_rule(doc)
+    assert any(rules.get(r, {}).get("severity") == "high" for r in ("eager_execution", "framework_overhead"))
+    assert doc["steps"]["count"] >= 20
+
+
+@pytest.mark.tf
+def test_changing_python_float_retraces_every_call(home):
+    got = profiled(home, "retracing_float")
+    doc = got["analyze"]
+    calls = int(re.search(r"CALLS=(\d+)", (got["run"].run_dir / "logs" / "stdout.txt").read_text()).group(1))
+    f = by_rule(doc)["retracing"]
+    assert f["severity"] == "high"
+    assert abs(f["evidence"]["traces_total"] - calls) <= 2
+    assert f["evidence"]["function"] == "train_step"
+    changing = f["evidence"]["changing_args"][0]
+    assert changing["arg"] == "lr" and changing["kind"] == "python_scalar"
+
+
+@pytest.mark.tf
+def test_keras_fit_on_a_slow_pipeline_is_input_bound(home):
+    got = profiled(home, "keras_slow_pipeline")
+    doc = got["analyze"]
+    assert got["run"].manifest["capture"]["steps_from"] == "markers"
+    assert got["run"].manifest["script"]["exit_code"] == 0
+    assert by_rule(doc)["input_bound"]["severity"] == "high"
+    steps = got["run"].table("steps")
+    assert steps["warmup"].sum() == 3 and len(steps) > 3  # --skip-steps default
+
+
+@pytest.mark.tf
+def test_compiled_prefetched_loop_with_enough_work_has_no_high_finding(home):
+    doc = profiled(home, "compiled_prefetched")["analyze"]
+    check_contract(doc)
+    assert doc["steps"]["count"] >= 20
+    assert [f["rule"] for f in doc["findings"] if f["severity"] == "high"] == []
+
+
+@pytest.mark.tf
+def test_findings_are_stored_with_the_run_and_the_breakdown_adds_up(home):
+    from profilers.breakdown import check_breakdown
+
+    got = profiled(home, "slow_input_loop")
+    run = RunStore(home).load(got["run"].run_id)
+    assert [f["rule"] for f in run.findings] == [f["rule"] for f in got["analyze"]["findings"]]
+    check_breakdown(run.table("breakdown"), run.table("steps"))
+
+
+# -- no TensorFlow, failures, supervision ----------------------------------------------------------
+def test_numpy_script_is_sampled_with_pyinstrument(home):
+    got = profiled(home, "numpy_loop")
+    run = got["run"]
+    assert run.manifest["status"] == "ok"
+    assert run.manifest["results"]["profiler"] == "pyinstrument"
+    bd = got["analyze"]["breakdown_ms"]
+    assert bd["other"] > 0 and bd["framework_overhead"] > 0  # NumPy work vs interpreter
+    assert got["analyze"]["steps"]["count"] == 0
+    assert "tensorflow" not in run.manifest["script"]["scan"]["imports"]
+
+
+def test_a_crashing_script_is_a_failed_run_with_its_traceback_and_output(home):
+    got = profiled(home, "crashes")
+    run = got["run"]
+    assert got["rc"] != 0
+    assert run.manifest["status"] == "failed"
+    assert "ValueError: corrupt record 7" in run.manifest["error"]
+    assert "load_batch(7)" in run.manifest["stderr_tail"] and "profilers" not in run.manifest["stderr_tail"]
+    assert run.manifest["script"]["exit_code"] == 1
+    assert (run.run_dir / "logs" / "stdout.txt").read_text() == "hello from the script\n"
+    assert "about to fail" in (run.run_dir / "logs" / "stderr.txt").read_text()
+
+
+def test_function_mode_and_exit_code(home):
+    ok = profiled(home, "with_main", "--function", "main", "--arg", "x")
+    assert (ok["run"].run_dir / "logs" / "stdout.txt").read_text() == "main called with ['x']\n"
+    failed = profiled(home, "with_main", "--function", "main", "--arg", "fail")
+    assert failed["run"].manifest["status"] == "failed"
+    assert failed["run"].manifest["script"]["exit_code"] == 3
+    assert "exited with code 3" in failed["run"].manifest["error"]
+    missing = cli(home, "profile", str(SCRIPTS / "with_main.py"), "--function", "nosuch", "--json")
+    doc = json.loads(missing.stdout)
+    assert doc["status"] == "failed" and "Functions defined there: main" in doc["run"]["error"]
+
+
+def test_timeout_stops_the_script_and_stores_a_timeout_run(home):
+    out = cli(home, "profile", str(SCRIPTS / "hangs.py"), "--timeout", "3", "--json")
+    doc = json.loads(out.stdout)
+    assert out.returncode != 0
+    assert doc["status"] == "timeout" and "timeout of 3 s" in doc["run"]["error"]
+    run = RunStore(home).load(doc["run_id"])
+    assert run.manifest["source"] == "script"
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["profile", "/nonexistent/train.py"], "No script at"),
+    (["profile", str(SCRIPTS / "numpy_loop.py"), "--function", "not a name"], "not a Python name"),
+    (["analyze", "20250101-000000-script-x-abcdef"], "No run"),
+])
+def test_bad_input_is_reported(home, args, needle):
+    out = cli(home, *args)
+    assert out.returncode in (2, 3)
+    assert needle in out.stderr
+
+
+def test_out_says_clearly_when_bundles_are_not_available(home, tmp_path):
+    from profilers.cli_triage import bundles_available
+
+    if bundles_available():
+        pytest.skip("profilers/bundle.py exists: --out exports (covered by the bundle tests)")
+    out = cli(home, "profile", str(SCRIPTS / "numpy_loop.py"), "--out", str(tmp_path / "b.zip"))
+    assert out.returncode == 6
+    assert "Bundles are not available yet" in out.stderr
+    assert not (tmp_path / "b.zip").exists()
