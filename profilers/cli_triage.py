@@ -33,15 +33,35 @@ def bundles_available() -> bool:
 
 
 def experiment_context(store: RunStore, profile: RunProfile) -> dict[str, Any]:
-    """The other runs of the run's experiment, for counterfactuals and the NumPy baseline."""
+    """The other runs of the run's experiment (counterfactuals, the NumPy baseline), and
+    trace facts the run's results lack (read from its capture through xprof, cached)."""
+    ctx: dict[str, Any] = {"experiment": [], "trace_facts": trace_facts(profile)}
     exp = profile.manifest.get("experiment_id")
     if not exp:
-        return {"experiment": []}
+        return ctx
     df = store.list()
     rows = df[df["experiment_id"] == exp]
-    return {"experiment": [{"variant": r.variant, "status": r.status, "run_id": r.run_id,
-                            "median_ms": None if r.median_ms != r.median_ms else float(r.median_ms)}
-                           for r in rows.itertuples() if r.run_id != profile.run_id]}
+    ctx["experiment"] = [{"variant": r.variant, "status": r.status, "run_id": r.run_id,
+                          "median_ms": None if r.median_ms != r.median_ms else float(r.median_ms)}
+                         for r in rows.itertuples() if r.run_id != profile.run_id]
+    return ctx
+
+
+def trace_facts(profile: RunProfile) -> dict[str, Any]:
+    """Eager share of a marked capture (workload runs), when the results do not have it.
+    An unreadable or absent capture gives no facts, with the reason."""
+    res = profile.manifest.get("results") or {}
+    xplane = profile.xplane_path()
+    if res.get("eager_share") is not None or xplane is None or not xplane.is_file():
+        return {}
+    from profilers import step_inference, xprof_tools
+    from profilers.errors import BadTable, TraceUnavailable
+
+    try:
+        events = xprof_tools.trace_events(xplane)
+    except (TraceUnavailable, DependencyMissing, BadTable) as exc:
+        return {"unavailable": f"{type(exc).__name__}: {exc.message}"}
+    return step_inference.eager_facts(events, profile.table("steps")) or {}
 
 
 def analyze_profile(store: RunStore | None, profile: RunProfile, *, save: bool) -> dict[str, Any]:
@@ -166,13 +186,7 @@ def cmd_profile(args: argparse.Namespace, store: RunStore) -> int:
 def export_bundle(profile: RunProfile, dest: Path) -> str:
     from importlib import import_module
 
-    bundle = import_module("profilers.bundle")
-    for name in ("export_run", "export_bundle", "export"):
-        fn = getattr(bundle, name, None)
-        if callable(fn):
-            return str(fn(profile, dest))
-    raise DependencyMissing("profilers/bundle.py has no export function sgdscope knows "
-                            "(export_run, export_bundle or export).", "Update sgdscope.")
+    return str(import_module("profilers.bundle").export_bundle(profile, dest))
 
 
 # -- analyze ------------------------------------------------------------------------------------
@@ -181,18 +195,17 @@ def _analyze_args(p: argparse.ArgumentParser) -> None:
 
 
 def load_target(store: RunStore, target: str) -> tuple[RunProfile, bool]:
-    """(profile, stored): a run from the store, or from a bundle when bundles exist."""
-    if target.endswith(".zip") or Path(target).is_file():
-        if not bundles_available():
+    """(profile, stored): a run from the store, or from a bundle (``X.zip`` or
+    ``X.zip#RUN_ID``, opened without importing it) when bundles exist."""
+    if not bundles_available():
+        if ".zip" in target.lower() or Path(target).is_file():
             raise DependencyMissing(BUNDLES_MISSING, "Analyse a stored run by its id instead.")
-        from importlib import import_module
+        return store.load(target), True
+    from importlib import import_module
 
-        bundle = import_module("profilers.bundle")
-        for name in ("load_bundle", "read_bundle", "load"):
-            fn = getattr(bundle, name, None)
-            if callable(fn):
-                return fn(Path(target)), False
-        raise DependencyMissing("profilers/bundle.py has no loader sgdscope knows.", "Update sgdscope.")
+    bundle = import_module("profilers.bundle")
+    if bundle.is_bundle_target(target):
+        return bundle.load_bundle(target), False
     return store.load(target), True
 
 

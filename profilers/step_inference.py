@@ -363,3 +363,19 @@ def function_calls(events: pd.DataFrame, starts: np.ndarray | None = None,
         })
     return pd.DataFrame(rows, columns=["function", "calls", "traced_calls", "median_call_ms",
                                        "median_traced_ms", "median_untraced_ms", "traced_ms", "xla"])
+
+
+def eager_facts(events: pd.DataFrame, steps: pd.DataFrame) -> dict[str, float] | None:
+    """Eager share of the measured, marked steps of a capture (a workload run's trace):
+    ``eager_share``, ``eager_ms_per_step``; None when no measured step has a marker."""
+    m_steps, m_start, m_end = marker_windows(events)
+    if not len(m_steps):
+        return None
+    measured = set(steps.loc[~steps["warmup"].astype(bool), "step"].tolist())
+    keep = np.asarray([s in measured for s in m_steps.tolist()], dtype=bool)
+    if not keep.any():
+        return None
+    eager = eager_time(events, m_start[keep], m_end[keep])
+    wall = (m_end - m_start)[keep]
+    return {"eager_share": float(eager.sum() / wall.sum()) if wall.sum() > 0 else 0.0,
+            "eager_ms_per_step": float(np.median(eager) / 1e3)}

@@ -73,7 +73,9 @@ def gather(profile: RunProfile, context: Mapping[str, Any] | None = None) -> Fac
     """Everything the rules read, from one run (and, in ``context``, its experiment).
 
     ``context`` may hold ``experiment``: ``[{"variant", "status", "median_ms", "run_id"}]``
-    for the runs of the same experiment (counterfactuals and the NumPy baseline).
+    for the runs of the same experiment (counterfactuals and the NumPy baseline), and
+    ``trace_facts``: ``{"eager_share", "eager_ms_per_step"}`` read from the run's capture
+    by the caller (for runs whose results do not hold them).
     """
     m = profile.manifest
     res = m.get("results") or {}
@@ -91,6 +93,7 @@ def gather(profile: RunProfile, context: Mapping[str, Any] | None = None) -> Fac
         "samples": profile.table("samples"), "ops": profile.table("ops"),
         "steps_all": steps, "steps": measured, "breakdown_all": bd,
         "experiment": list((context or {}).get("experiment") or []),
+        "trace_facts": dict((context or {}).get("trace_facts") or {}),
         "step_count": int(len(measured)),
         "median_ms": float(measured["wall_us"].median() / 1e3) if len(measured) else None,
     }
@@ -124,7 +127,7 @@ def gather(profile: RunProfile, context: Mapping[str, Any] | None = None) -> Fac
 
 def _eager_facts(facts: Facts) -> dict[str, Any] | None:
     """Eager op share: from the trace facts the script worker stored, else the ops table."""
-    res = facts["results"]
+    res = {**facts["trace_facts"], **facts["results"]}
     if res.get("eager_share") is not None:
         return {"share": float(res["eager_share"]), "ms_per_step": res.get("eager_ms_per_step"),
                 "ops_per_step": res.get("eager_ops_per_step"),
@@ -514,26 +517,27 @@ RULES: dict[str, Rule] = dict(sorted({
 
 # -- counterfactuals ------------------------------------------------------------------------------
 def counterfactual(finding: Finding, f: Facts) -> dict[str, Any] | None:
-    """The measured gain of the fix, from a variant of the same experiment that applies it;
-    or, for a bundled workload without that variant, which variant to run."""
-    candidates = FIX_VARIANTS.get(finding["rule"])
+    """The measured gain of the fix, from a variant of the same experiment that applies it
+    and ran faster; or, for a bundled workload that has not run such a variant, which one
+    to run. Variants that ran and were not faster are not offered."""
+    candidates = [v for v in FIX_VARIANTS.get(finding["rule"], ()) if v != f["variant"]]
     if not candidates or f["source"] != "workload" or not f.get("median_ms"):
-        return None
-    if f["variant"] in candidates:
         return None
     ran = {r["variant"]: r for r in f["experiment"]}
     for v in candidates:
         r = ran.get(v)
-        if r and r.get("status") == "ok" and r.get("median_ms"):
+        if r and r.get("status") == "ok" and r.get("median_ms") and f["median_ms"] > r["median_ms"]:
             speedup = f["median_ms"] / r["median_ms"]
-            word = "faster" if speedup >= 1 else "slower"
-            factor = speedup if speedup >= 1 else 1 / speedup
             return {"variant": v, "run_id": r.get("run_id"), "median_ms": _r(r["median_ms"]),
                     "speedup": _r(speedup, 2), "measured": True,
-                    "text": f"measured: {factor:.1f}x {word} with {v} (same experiment)"}
-    return {"variant": candidates[0], "measured": False, "workload": f["workload"],
-            "text": f"not measured yet: run the {candidates[0]} variant of {f['workload']} to see the gain",
-            "command": f"sgdscope run {f['workload']} --variants {f['variant']},{candidates[0]}"}
+                    "text": f"measured: {speedup:.1f}x faster with {v} (same experiment)"}
+    not_run = [v for v in candidates if v not in ran]
+    if not not_run:
+        return None
+    v = not_run[0]
+    return {"variant": v, "measured": False, "workload": f["workload"],
+            "text": f"not measured yet: run the {v} variant of {f['workload']} to see the gain",
+            "command": f"sgdscope run {f['workload']} --variants {f['variant']},{v}"}
 
 
 # -- entry points ---------------------------------------------------------------------------------

@@ -222,6 +222,11 @@ def test_counterfactual_uses_the_measured_variant_of_the_same_experiment():
     missing = rules_fired(run, {"experiment": []})["eager_execution"]["counterfactual"]
     assert missing["measured"] is False and "--variants tf_eager,tf_function" in missing["command"]
     assert "counterfactual" not in rules_fired(make_run({"framework_overhead": 0.9}, results={"eager_share": 0.6}))["eager_execution"]
+    # A variant that ran but was not faster is not offered as the fix.
+    slower = {"experiment": [{"variant": "tf_function", "status": "ok", "median_ms": 20.0, "run_id": "r2"},
+                             {"variant": "tf_xla", "status": "ok", "median_ms": 30.0, "run_id": "r3"}]}
+    cf = rules_fired(run, slower)["eager_execution"]["counterfactual"]
+    assert cf["measured"] is False and cf["variant"] == "tf_graph_loop"
 
 
 def test_findings_are_ordered_by_severity_then_share():
