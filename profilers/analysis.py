@@ -105,7 +105,11 @@ def finalize(profile: Any, machine_dir: Any = None) -> None:
         if xplane is not None:
             from profilers import xprof_tools
 
-            events = xprof_tools.trace_events(xplane, cache_dir=cache_dir)
+            from profilers.step_inference import consumer_view
+
+            # tf.data's own worker threads produce elements in parallel with the step;
+            # counting them would split (halve) the step's real input wait.
+            events = consumer_view(xprof_tools.trace_events(xplane, cache_dir=cache_dir))
             table = bd.breakdown_from_trace(steps, events, phases)
             source = "trace"
             tables = xprof_tools.run_tables(xplane, cache_dir=cache_dir).tables
