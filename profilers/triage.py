@@ -514,6 +514,11 @@ RULES: dict[str, Rule] = dict(sorted({
     "thread_config": rule_thread_config,
 }.items()))
 
+# The multi-worker rules (straggler, collective_bound) register themselves in RULES.
+from profilers.triage_distributed import register as _register_distributed  # noqa: E402
+
+_register_distributed(RULES)
+
 
 # -- counterfactuals ------------------------------------------------------------------------------
 def counterfactual(finding: Finding, f: Facts) -> dict[str, Any] | None:

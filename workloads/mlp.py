@@ -40,6 +40,7 @@ import numpy as np
 
 from profilers.errors import BadInput
 from workloads import Param, Variant, VariantResult, Workload, register
+from workloads.distributed import install as _install_distributed
 from workloads.tfcommon import (PhaseFn, batch_dataset, clip_each, import_tf, keras_optimizer,
                                 no_phase, tf_availability, tracing_count)
 
@@ -476,4 +477,6 @@ _RUNNERS: dict[str, Callable[[Mapping[str, Any], MlpData, "StepRecorder"], Varia
     "keras_fit": _run_keras_fit,
 }
 
+# The tf.distribute variants (mirrored, multi_worker) and their params live in their own module.
+_install_distributed(Mlp, _RUNNERS)
 MLP = register(Mlp())
