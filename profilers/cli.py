@@ -229,7 +229,7 @@ def cmd_delete(args: argparse.Namespace, store: RunStore) -> int:
 
 # -- entry point ---------------------------------------------------------------------------
 #: Modules that add subcommands to COMMANDS with @command when imported.
-COMMAND_MODULES: tuple[str, ...] = ("profilers.cli_triage", "profilers.cli_bundle")
+COMMAND_MODULES: tuple[str, ...] = ("profilers.cli_triage", "profilers.cli_bundle", "profilers.cli_scaleout")
 
 
 def build_parser() -> argparse.ArgumentParser:
