@@ -12,7 +12,6 @@ streamlit.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import re
 import sys
 from pathlib import Path
@@ -23,14 +22,6 @@ from profilers.cli import command, emit_json, fmt_ms, run_summary, wait_for
 from profilers.errors import BadInput, CaptureFailed, DependencyMissing
 from profilers.model import RunProfile
 from profilers.store import RunStore
-
-BUNDLES_MISSING = ("Bundles are not available yet in this version of sgdscope "
-                   "(profilers/bundle.py is not there).")
-
-
-def bundles_available() -> bool:
-    return importlib.util.find_spec("profilers.bundle") is not None
-
 
 def experiment_context(store: RunStore, profile: RunProfile) -> dict[str, Any]:
     """The other runs of the run's experiment (counterfactuals, the NumPy baseline), and
@@ -149,9 +140,6 @@ def launch_script(store: RunStore, spec: Any) -> Any:
 def cmd_profile(args: argparse.Namespace, store: RunStore) -> int:
     spec = make_spec(Path(args.script), function=args.function, argv=args.arg, max_steps=args.max_steps,
                      skip_steps=args.skip_steps, window_s=args.window, timeout_s=args.timeout)
-    if args.out and not bundles_available():
-        raise DependencyMissing(BUNDLES_MISSING, "Run without --out; the run is stored and "
-                                "`sgdscope analyze RUN_ID` reads it.")
     handle = launch_script(store, spec)
     state = wait_for(handle, quiet=args.json)
     runs = store.experiment_runs(handle.experiment_id)
@@ -184,9 +172,9 @@ def cmd_profile(args: argparse.Namespace, store: RunStore) -> int:
 
 
 def export_bundle(profile: RunProfile, dest: Path) -> str:
-    from importlib import import_module
+    from profilers import bundle
 
-    return str(import_module("profilers.bundle").export_bundle(profile, dest))
+    return str(bundle.export_bundle(profile, dest))
 
 
 # -- analyze ------------------------------------------------------------------------------------
@@ -196,14 +184,9 @@ def _analyze_args(p: argparse.ArgumentParser) -> None:
 
 def load_target(store: RunStore, target: str) -> tuple[RunProfile, bool]:
     """(profile, stored): a run from the store, or from a bundle (``X.zip`` or
-    ``X.zip#RUN_ID``, opened without importing it) when bundles exist."""
-    if not bundles_available():
-        if ".zip" in target.lower() or Path(target).is_file():
-            raise DependencyMissing(BUNDLES_MISSING, "Analyse a stored run by its id instead.")
-        return store.load(target), True
-    from importlib import import_module
+    ``X.zip#RUN_ID``, opened without importing it)."""
+    from profilers import bundle
 
-    bundle = import_module("profilers.bundle")
     if bundle.is_bundle_target(target):
         return bundle.load_bundle(target), False
     return store.load(target), True

@@ -11,7 +11,6 @@ Must not import tensorflow, pynvml or streamlit.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd

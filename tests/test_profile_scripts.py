@@ -193,22 +193,7 @@ def test_bad_input_is_reported(home, args, needle):
     assert needle in out.stderr
 
 
-def test_out_says_clearly_when_bundles_are_not_available(home, tmp_path):
-    from profilers.cli_triage import bundles_available
-
-    if bundles_available():
-        pytest.skip("profilers/bundle.py exists: --out exports (see the next test)")
-    out = cli(home, "profile", str(SCRIPTS / "numpy_loop.py"), "--out", str(tmp_path / "b.zip"))
-    assert out.returncode == 6
-    assert "Bundles are not available yet" in out.stderr
-    assert not (tmp_path / "b.zip").exists()
-
-
 def test_out_exports_a_bundle_that_analyze_reads_without_tensorflow(home, tmp_path):
-    from profilers.cli_triage import bundles_available
-
-    if not bundles_available():
-        pytest.skip("profilers/bundle.py is not there yet (see the previous test)")
     dest = tmp_path / "numpy_loop.zip"
     out = cli(home, "profile", str(SCRIPTS / "numpy_loop.py"), "--out", str(dest), "--json")
     assert out.returncode == 0, out.stderr

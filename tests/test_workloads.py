@@ -117,7 +117,6 @@ def test_seed003_schedule_keeps_lr_for_five_epochs_then_decays():
 
 
 def test_linreg_default_lr_is_stable_at_extreme_shapes():
-    wl = WORKLOADS["linreg"]
     for m, n in ((3, 2), (3, 300), (2000, 300)):
         result, tables, _ = run_variant("linreg", "numpy", {"m": m, "n": n, "steps": 60})
         losses = tables["steps"]["loss"]
