@@ -82,6 +82,26 @@ def scaled_breakdown(breakdown: pd.DataFrame, step_median_ms: float | None) -> d
             "window_ms": window_ms, "scale": scale, "window_steps": int(n_steps)}
 
 
+CUPTI_FIX = (
+    "TensorFlow saw a GPU but the trace has no GPU activity: CUPTI, which records GPU "
+    "kernels, was most likely refused access to the performance counters "
+    "(CUPTI_ERROR_INSUFFICIENT_PRIVILEGES). Fix: run as root, or allow profiling for all "
+    "users (`options nvidia NVreg_RestrictProfilingToAdminUsers=0` in /etc/modprobe.d/, then "
+    "reload the driver), or in a container add --cap-add=SYS_ADMIN; then profile again.")
+
+
+def gpu_trace_warning(environment: dict[str, Any], events: pd.DataFrame) -> dict[str, Any] | None:
+    """A warning when TF saw a GPU but the capture holds no GPU device events (CUPTI)."""
+    gpus = ((environment or {}).get("tensorflow") or {}).get("gpus") or []
+    if not gpus or events is None:
+        return None
+    device = events["process"].astype("string").fillna("").str.contains("GPU", case=False)
+    if bool(device.any()):
+        return None
+    return {"kind": "cupti_empty_gpu_trace", "message": CUPTI_FIX,
+            "evidence": {"tf_gpus": gpus, "trace_processes": sorted(set(events["process"].dropna()))}}
+
+
 def finalize(profile: Any, machine_dir: Any = None) -> None:
     """Turn a captured run's raw tables into its breakdown, op statistics and summary numbers.
 
@@ -109,7 +129,11 @@ def finalize(profile: Any, machine_dir: Any = None) -> None:
 
             # tf.data's own worker threads produce elements in parallel with the step;
             # counting them would split (halve) the step's real input wait.
-            events = consumer_view(xprof_tools.trace_events(xplane, cache_dir=cache_dir))
+            all_events = xprof_tools.trace_events(xplane, cache_dir=cache_dir)
+            warning = gpu_trace_warning(profile.manifest.get("environment") or {}, all_events)
+            if warning is not None:
+                profile.manifest.setdefault("capture", {}).setdefault("warnings", []).append(warning)
+            events = consumer_view(all_events)
             table = bd.breakdown_from_trace(steps, events, phases)
             source = "trace"
             tables = xprof_tools.run_tables(xplane, cache_dir=cache_dir).tables

@@ -71,3 +71,19 @@ def test_scaled_breakdown_keeps_shares():
     assert out["breakdown_ms"]["forward"] == pytest.approx(0.5)
     assert out["breakdown_ms"]["framework_overhead"] == pytest.approx(1.5)
     assert out["window_ms"]["forward"] == pytest.approx(1.0)
+
+
+def test_gpu_seen_but_no_gpu_events_warns_with_the_cupti_fix(tmp_path):
+    profile = load_fixture(tmp_path, "tf_function")
+    profile.manifest["environment"] = {"tensorflow": {"gpus": ["/physical_device:GPU:0"]}}
+    analysis.finalize(profile)
+    (warning,) = profile.manifest["capture"]["warnings"]
+    assert warning["kind"] == "cupti_empty_gpu_trace" and "NVreg_RestrictProfilingToAdminUsers" in warning["message"]
+    assert warning["evidence"]["trace_processes"] == ["/host:CPU"]
+
+
+def test_no_gpu_means_no_cupti_warning():
+    events = pd.DataFrame({"process": ["/host:CPU"]})
+    assert analysis.gpu_trace_warning({"tensorflow": {"gpus": []}}, events) is None
+    gpu_events = pd.DataFrame({"process": ["/host:CPU", "/device:GPU:0"]})
+    assert analysis.gpu_trace_warning({"tensorflow": {"gpus": ["GPU:0"]}}, gpu_events) is None
