@@ -122,9 +122,16 @@ def cmd_run(args: argparse.Namespace, store: RunStore) -> int:
         profile_steps=args.profile_steps, sample_interval_s=1.0 / args.sample_hz if args.sample_hz > 0 else 0)
     handle = launch(spec, store)
     state = wait_for(handle, quiet=args.json)
-    runs = [run_summary(p) for p in store.experiment_runs(handle.experiment_id)]
+    profiles = store.experiment_runs(handle.experiment_id)
+    runs = [run_summary(p) for p in profiles]
+    from profilers.explain import explain_experiment
+    from workloads import WORKLOADS
+
+    explanations = explain_experiment([(p.manifest["variant"], p.manifest.get("results") or {})
+                                       for p in profiles], WORKLOADS[spec.workload].baseline)
     if args.json:
-        emit_json({"experiment_id": handle.experiment_id, "status": state["status"], "runs": runs})
+        emit_json({"experiment_id": handle.experiment_id, "status": state["status"], "runs": runs,
+                   "explanations": explanations})
     else:
         print_table([{"variant": r["variant"], "status": r["status"], "steps": r["steps"],
                       "median_ms": fmt_ms(r["step_ms"]["median"]),
@@ -137,6 +144,10 @@ def cmd_run(args: argparse.Namespace, store: RunStore) -> int:
         for r in runs:
             if r["error"]:
                 print(f"{r['variant']}: {r['error']}", file=sys.stderr)
+        if explanations:
+            print("\nWhere the time goes:")
+            for line in explanations:
+                print(f"  {line}")
     return 0 if state["status"] == "ok" else CaptureFailed.exit_code
 
 
