@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.results_file import write_section  # noqa: E402
 from profilers.store import RunStore  # noqa: E402
-from profilers.sweep import crossover_table, run_sweep, sweep_points  # noqa: E402
+from profilers.sweep import crossover_table, describe_crossover, run_sweep, sweep_points  # noqa: E402
 
 TF_VARIANTS = ["numpy", "numpy_blas", "tf_eager", "tf_function", "tf_xla", "tf_graph_loop", "tf_graph_loop_xla"]
 # (m, n, steps): fewer steps where a step is long; pure Python only where it finishes.
@@ -61,7 +61,7 @@ def main() -> int:
         lines.append(f"| {r['label']} | " + " | ".join(cells + ratios) + " |")
     body = "\n".join(lines) + (
         f"\n\nMedian step time per variant (ms; warm-up excluded). Ratios are TF time over NumPy time "
-        f"(> 1: NumPy is faster). Best TF variant first faster than NumPy at: **{crossover or 'never in this range'}**.\n")
+        f"(> 1: NumPy is faster). {describe_crossover(crossover)}\n")
     if not failed.empty:
         body += "\nNot ok: " + ", ".join(f"{r.label} {r.variant} ({r.status})" for r in failed.itertuples()) + "\n"
     print(body)

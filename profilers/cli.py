@@ -165,7 +165,7 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
 @command("sweep", "run a workload over several sizes and find where TensorFlow overtakes NumPy", _sweep_args)
 def cmd_sweep(args: argparse.Namespace, store: RunStore) -> int:
     from profilers.spec import parse_param_args
-    from profilers.sweep import crossover_table, parse_grid, run_sweep, sweep_points
+    from profilers.sweep import crossover_table, describe_crossover, parse_grid, run_sweep, sweep_points
 
     grid = parse_grid(args.grid)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -179,13 +179,14 @@ def cmd_sweep(args: argparse.Namespace, store: RunStore) -> int:
     table, crossover = crossover_table(sweep_points(store, record))
     if args.json:
         emit_json({"sweep_id": record["sweep_id"], "crossover": crossover,
+                   "summary": describe_crossover(crossover),
                    "table": table.to_dict(orient="records"), "experiments": record["experiments"]})
     else:
         rows = [{k: (fmt_ms(v) if isinstance(v, float) and k in variants else
                      f"{v:.2f}x" if isinstance(v, float) and k.endswith("_over_numpy") else v)
                  for k, v in r.items() if k not in ("order", "size")} for r in table.to_dict(orient="records")]
         print_table(rows, [c for c in table.columns if c not in ("order", "size")])
-        print(f"crossover (best TF variant faster than numpy from): {crossover or 'never in this range'}")
+        print(describe_crossover(crossover))
     return 0
 
 

@@ -90,21 +90,39 @@ def sweep_points(store: RunStore, record: dict[str, Any]) -> pd.DataFrame:
 
 
 def crossover_table(points: pd.DataFrame, baseline: str = "numpy",
-                    tf_prefixes: tuple[str, ...] = ("tf_", "keras")) -> tuple[pd.DataFrame, str | None]:
-    """Per size: each variant's median over the baseline's, the best TF variant, and where
-    the best TF variant first beats the baseline (None if it never does or no baseline)."""
+                    tf_prefixes: tuple[str, ...] = ("tf_", "keras")) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Per size: each variant's median over the baseline's and the best TF variant; and a
+    summary: the sizes where the best TF variant is faster than the baseline, those where
+    it is not, and ``overtakes_at``, the first size where TF turns from slower to faster
+    (None when it never does, including when TF is already faster at the smallest size)."""
     ok = points[(points["status"] == "ok") & points["median_ms"].notna()]
     wide = ok.pivot_table(index=["order", "label", "size"], columns="variant", values="median_ms")
     wide = wide.sort_index()
     tf_cols = [c for c in wide.columns if c.startswith(tf_prefixes)]
     out = wide.reset_index()
-    crossover = None
+    summary: dict[str, Any] = {"tf_faster_at": [], "baseline_faster_at": [], "overtakes_at": None}
     if baseline in wide.columns and tf_cols:
         best = wide[tf_cols].min(axis=1)
         out["best_tf"] = wide[tf_cols].idxmin(axis=1).to_numpy()
         out["best_tf_over_numpy"] = (best / wide[baseline]).to_numpy()
         for col in tf_cols:
             out[f"{col}_over_numpy"] = (wide[col] / wide[baseline]).to_numpy()
-        wins = out[out["best_tf_over_numpy"] < 1.0]
-        crossover = None if wins.empty else str(wins.iloc[0]["label"])
-    return out, crossover
+        faster = (out["best_tf_over_numpy"] < 1.0).tolist()
+        labels = out["label"].astype(str).tolist()
+        summary["tf_faster_at"] = [lab for lab, f in zip(labels, faster) if f]
+        summary["baseline_faster_at"] = [lab for lab, f in zip(labels, faster) if not f]
+        summary["overtakes_at"] = next((labels[i] for i in range(1, len(faster))
+                                        if faster[i] and not faster[i - 1]), None)
+    return out, summary
+
+
+def describe_crossover(summary: dict[str, Any], baseline: str = "numpy") -> str:
+    faster, slower = summary["tf_faster_at"], summary["baseline_faster_at"]
+    if not faster:
+        return f"{baseline} was faster than every TF variant at every size."
+    text = f"the best TF variant beat {baseline} at {', '.join(faster)}"
+    if slower:
+        text += f"; {baseline} was faster at {', '.join(slower)}"
+    if summary["overtakes_at"]:
+        text += f"; TF overtakes {baseline} at {summary['overtakes_at']}"
+    return text[0].upper() + text[1:] + "."
