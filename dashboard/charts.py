@@ -1,0 +1,140 @@
+"""Chart builders: ``(df, column names) -> alt.Chart``, colors from ``dashboard.theme``.
+
+Each builder draws what it is given and nothing else: no loading, no statistics beyond
+what Vega-Lite does for display, no streamlit. Must not import tensorflow or pynvml.
+"""
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+from dashboard import theme
+
+TIME_TITLE = "seconds since the run started"
+
+
+def step_range_chart(df: pd.DataFrame, variant: str, median: str, p10: str, p90: str) -> alt.LayerChart:
+    """Median step time per variant (dot, labelled) with its p10-p90 range (bar), log x."""
+    order = list(df[variant])
+    scale = theme.variant_scale(order)
+    x_scale = alt.Scale(type="log")
+    lo, hi = float(df[[p10, median]].min().min()), float(df[[p90, median]].max().max())
+    ticks = log_ticks(lo, hi)
+    base = alt.Chart(df).encode(
+        y=alt.Y(f"{variant}:N", sort=order, title=None),
+        color=alt.Color(f"{variant}:N", scale=scale, legend=None),
+        tooltip=[alt.Tooltip(f"{variant}:N"), alt.Tooltip(f"{median}:Q", format=".4g", title="median ms"),
+                 alt.Tooltip(f"{p10}:Q", format=".4g", title="p10 ms"),
+                 alt.Tooltip(f"{p90}:Q", format=".4g", title="p90 ms")])
+    rng = base.mark_rule(strokeWidth=4, opacity=0.55).encode(
+        x=alt.X(f"{p10}:Q", scale=x_scale, title="ms per step (median, p10–p90; log scale)",
+                axis=alt.Axis(values=ticks, format="~g")),
+        x2=f"{p90}:Q")
+    dot = base.mark_point(filled=True, size=110, opacity=1).encode(x=alt.X(f"{median}:Q", scale=x_scale))
+    label = base.mark_text(align="left", dx=9, dy=-9, fontSize=11).encode(
+        x=alt.X(f"{median}:Q", scale=x_scale), text=alt.Text(f"{median}:Q", format=".3g"))
+    return (rng + dot + label).properties(height=theme.rows_height(len(order)))
+
+
+def log_ticks(lo_ms: float, hi_ms: float) -> list[float]:
+    """1-3-10 ticks covering ``lo_ms``..``hi_ms`` (a log axis readable at a glance)."""
+    import math
+
+    k0, k1 = math.floor(math.log10(lo_ms)), math.ceil(math.log10(hi_ms))
+    return [m * 10.0 ** k for k in range(k0, k1 + 1) for m in (1, 3) if m * 10.0 ** k <= 10.0 ** k1]
+
+
+def loss_chart(df: pd.DataFrame, step: str, loss: str, variant: str) -> alt.Chart:
+    """Loss per step, one line per variant (lines that coincide agree)."""
+    variants = list(dict.fromkeys(df[variant]))
+    return (alt.Chart(df).mark_line(strokeWidth=2, opacity=0.8)
+            .encode(x=alt.X(f"{step}:Q", title="step"),
+                    y=alt.Y(f"{loss}:Q", title="loss", scale=alt.Scale(zero=False)),
+                    color=alt.Color(f"{variant}:N", scale=theme.variant_scale(variants),
+                                    legend=alt.Legend(orient="right", title=None)),
+                    strokeDash=alt.StrokeDash(f"{variant}:N", legend=None),
+                    tooltip=[variant, step, alt.Tooltip(f"{loss}:Q", format=".6g")])
+            .properties(height=theme.LOSS_CHART_HEIGHT))
+
+
+def breakdown_bars(df: pd.DataFrame, variant: str, category: str, ms: str, share: bool = False) -> alt.Chart:
+    """One horizontal bar per variant, split into categories (CATEGORIES order); with
+    ``share`` each bar is scaled to 100 % (variants of very different speeds)."""
+    variants = list(dict.fromkeys(df[variant]))
+    present = list(dict.fromkeys(df.loc[df[ms] > 0, category])) or list(df[category])
+    order_expr = f"indexof({list(theme.CATEGORY_ORDER)!r}, datum['{category}'])"
+    return (alt.Chart(df[df[ms] > 0]).mark_bar()
+            .transform_calculate(cat_order=order_expr)
+            .encode(y=alt.Y(f"{variant}:N", sort=variants, title=None),
+                    x=alt.X(f"{ms}:Q", stack="normalize" if share else "zero",
+                            title="share of the step" if share else "ms per step (median over steps, per category)",
+                            axis=alt.Axis(format="%") if share else alt.Axis()),
+                    color=alt.Color(f"{category}:N", scale=theme.category_scale(present),
+                                    legend=alt.Legend(orient="right", title=None)),
+                    order=alt.Order("cat_order:Q"),
+                    tooltip=[variant, category, alt.Tooltip(f"{ms}:Q", format=".4g")])
+            .properties(height=max(theme.rows_height(len(variants)), theme.legend_height(len(present)))))
+
+
+def step_chart(df: pd.DataFrame, start: str, end: str, lo: str, hi: str, category: str,
+               warmup_end: float | None = None, x_domain: tuple[float, float] | None = None,
+               legend: bool = True) -> alt.LayerChart | alt.Chart:
+    """Each step as a bar spanning its wall time on the run's clock (x: ``start``..``end``),
+    its height the step's ms split into categories (``lo``..``hi``), warm-up in gray and
+    its end marked. Give charts meant to line up one ``x_domain`` and draw their legends
+    apart (``legend=False`` + ``legend_chart``): a legend inside would narrow the plot."""
+    present = list(dict.fromkeys(df[category]))
+    bars = (alt.Chart(df).mark_bar(stroke=None)
+            .encode(x=alt.X(f"{start}:Q", title=TIME_TITLE, scale=_time_scale(x_domain)), x2=f"{end}:Q",
+                    y=alt.Y(f"{lo}:Q", title="ms per step", axis=_y_axis()), y2=f"{hi}:Q",
+                    color=alt.Color(f"{category}:N", scale=theme.category_scale(present),
+                                    legend=alt.Legend(orient="right", title=None) if legend else None),
+                    tooltip=[alt.Tooltip("step:Q"), alt.Tooltip(f"{category}:N"),
+                             alt.Tooltip("ms:Q", format=".4g", title="ms"),
+                             alt.Tooltip("derived:N", title="block average")])
+            .properties(height=theme.STEP_CHART_HEIGHT))
+    if warmup_end is None or (x_domain is not None and not x_domain[0] <= warmup_end <= x_domain[1]):
+        return bars
+    mark = pd.DataFrame({"x": [warmup_end], "text": ["warm-up ends"]})
+    rule = alt.Chart(mark).mark_rule(strokeDash=[4, 3], color="#555").encode(x="x:Q")
+    text = alt.Chart(mark).mark_text(align="left", dx=4, baseline="top", color="#555").encode(
+        x="x:Q", y=alt.value(2), text="text:N")
+    return alt.layer(bars, rule, text)
+
+
+def metric_chart(df: pd.DataFrame, t: str, value: str, series: str, y_title: str,
+                 series_is_variant: bool = False, x_title: str = TIME_TITLE,
+                 x_domain: tuple[float, float] | None = None, legend: bool = True) -> alt.Chart:
+    """Lines of one kind of utilization over time, one per ``series`` (a metric label, or
+    a variant when ``series_is_variant``). Give charts meant to line up one ``x_domain``
+    and ``legend=False`` (see ``step_chart``)."""
+    names = list(dict.fromkeys(df[series]))
+    scale = theme.variant_scale(names) if series_is_variant else theme.metric_scale(names)
+    return (alt.Chart(df).mark_line(strokeWidth=1.5, interpolate="step-after", clip=True)
+            .encode(x=alt.X(f"{t}:Q", title=x_title, scale=_time_scale(x_domain)),
+                    y=alt.Y(f"{value}:Q", title=y_title, axis=_y_axis()),
+                    color=alt.Color(f"{series}:N", scale=scale,
+                                    legend=alt.Legend(orient="right", title=None) if legend else None),
+                    tooltip=[series, alt.Tooltip(f"{t}:Q", format=".2f"),
+                             alt.Tooltip(f"{value}:Q", format=".1f")])
+            .properties(height=theme.UTIL_CHART_HEIGHT))
+
+
+def _time_scale(domain: tuple[float, float] | None) -> alt.Scale:
+    return alt.Scale(domain=list(domain), nice=False) if domain is not None else alt.Scale(zero=False)
+
+
+def _y_axis() -> alt.Axis:
+    """A y axis of fixed width, so charts stacked on one page share their plot's left edge."""
+    return alt.Axis(minExtent=theme.Y_AXIS_PX, maxExtent=theme.Y_AXIS_PX)
+
+
+def legend_chart(labels: list[str], scale: alt.Scale) -> alt.LayerChart:
+    """A legend on its own (a colored square and its label per entry), for charts drawn
+    with ``legend=False`` so that their plots keep one width."""
+    df = pd.DataFrame({"label": labels, "i": range(len(labels))})
+    base = alt.Chart(df).encode(y=alt.Y("i:O", axis=None))
+    squares = base.mark_square(size=90).encode(
+        x=alt.value(8), color=alt.Color("label:N", scale=scale, legend=None))
+    text = base.mark_text(align="left", dx=0, fontSize=11).encode(x=alt.value(20), text="label:N")
+    return (squares + text).properties(height=theme.legend_height(len(labels)))

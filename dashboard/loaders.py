@@ -1,0 +1,131 @@
+"""The dashboard's edge: the one module that reads the run store, the experiment
+directories and the workload registry, and the only one that uses ``st.cache_*``.
+
+- ``store()``: the ``RunStore`` of ``SGDSCOPE_HOME`` (a cached resource per home).
+- ``runs()``: the run index, cached until a run directory or the index changes.
+- ``profile(run_id)``: a stored run, cached by run id and manifest mtime.
+- ``experiment_profiles(exp_id)``: the runs of one experiment in launch order.
+- ``handle(exp_id)`` / ``remember(handle)``: experiment handles, kept process-wide so
+  the supervisor processes this server started are reaped whichever session watches.
+- ``live_samples(exp_dir, variant)``: the live utilization file (never cached).
+
+Nothing runs at import time. Must not import tensorflow or pynvml (the workload
+registry is imported lazily and imports neither).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+import streamlit as st
+
+from profilers.model import RunProfile
+from profilers.session import ExperimentHandle, attach
+from profilers.store import RunStore, default_home
+
+
+def home() -> str:
+    """The store location (``SGDSCOPE_HOME``, default ``./runs``), resolved."""
+    return str(default_home())
+
+
+@st.cache_resource(show_spinner=False)
+def _store(home_dir: str) -> RunStore:
+    return RunStore(home_dir)
+
+
+def store() -> RunStore:
+    return _store(home())
+
+
+def _mtime_ns(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return 0
+
+
+def _store_version(home_dir: str) -> tuple[int, int, int]:
+    """Changes when a run directory appears or goes (the home directory's mtime) or the
+    index is rewritten (``RunStore.update``)."""
+    h = Path(home_dir)
+    return _mtime_ns(h), _mtime_ns(h / "index.sqlite"), _mtime_ns(h / "index.sqlite-wal")
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _runs(home_dir: str, version: tuple[int, int, int]) -> pd.DataFrame:
+    return RunStore(home_dir).list()
+
+
+def runs() -> pd.DataFrame:
+    """``RunStore.list()``: one row per stored run, newest first."""
+    h = home()
+    return _runs(h, _store_version(h))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _profile(home_dir: str, run_id: str, mtime_ns: int) -> RunProfile:
+    return RunStore(home_dir).load(run_id)
+
+
+def profile(run_id: str) -> RunProfile:
+    """A stored run (raises ``RunNotFound`` with a hint when it is gone)."""
+    s = store()
+    manifest = s.path(run_id) / "manifest.json"
+    return _profile(home(), run_id, _mtime_ns(manifest))
+
+
+def experiment_profiles(experiment_id: str) -> list[RunProfile]:
+    """The stored runs of one experiment, in the order their variants were chosen."""
+    df = runs()
+    ids = df.loc[df["experiment_id"] == experiment_id, "run_id"]
+    return sorted((profile(r) for r in ids), key=lambda p: p.manifest.get("order", 0))
+
+
+def latest_sampler_status(name: str) -> tuple[dict[str, Any] | None, str | None]:
+    """The newest stored run's status of sampler ``name`` on this machine, and that run's
+    id (``(None, None)`` when no stored run recorded it)."""
+    df = runs()
+    for run_id in df["run_id"]:
+        info = (profile(run_id).manifest.get("samplers") or {}).get(name)
+        if info is not None:
+            return info, run_id
+    return None, None
+
+
+def delete_run(run_id: str) -> None:
+    store().delete(run_id)
+
+
+# -- experiments being run -------------------------------------------------------------------
+@st.cache_resource(show_spinner=False)
+def _handles() -> dict[str, ExperimentHandle]:
+    return {}
+
+
+def remember(h: ExperimentHandle) -> None:
+    _handles()[h.experiment_id] = h
+
+
+def handle(experiment_id: str) -> ExperimentHandle:
+    """The handle ``launch`` returned in this server, else one attached to the directory
+    (raises ``CaptureFailed`` when there is no such experiment)."""
+    h = _handles().get(experiment_id)
+    return h if h is not None else attach(store(), experiment_id)
+
+
+def live_samples(exp_dir: Path, variant: str) -> pd.DataFrame:
+    """Rows written so far to ``<exp_dir>/live-<variant>.jsonl`` (a ``samples`` table)."""
+    from profilers.samplers import read_live
+
+    return read_live(Path(exp_dir) / f"live-{variant}.jsonl")
+
+
+# -- registry --------------------------------------------------------------------------------
+def workloads() -> Mapping[str, Any]:
+    """The workload registry (built-ins plus ``SGDSCOPE_WORKLOAD_MODULES``); a bad module
+    name is a ``BadInput`` that says which."""
+    from workloads import WORKLOADS
+
+    return WORKLOADS

@@ -1,0 +1,1 @@
+"""Dashboard pages: scripts run by ``st.navigation`` (see ``dashboard.nav``), never imported."""
