@@ -65,7 +65,8 @@ def read_progress(exp_dir: Path) -> dict[str, Any]:
     variants = {v: {"status": "pending", "done": 0, "total": None, "run_id": None}
                 for v in spec.variants}
     state: dict[str, Any] = {"experiment_id": spec.experiment_id, "status": "running",
-                             "phase": "starting", "variants": variants, "error": None}
+                             "phase": "starting", "variants": variants, "error": None,
+                             "samplers": None}
     path = exp_dir / "progress.jsonl"
     lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
     for line in lines:
@@ -82,7 +83,9 @@ def read_progress(exp_dir: Path) -> dict[str, Any]:
         elif kind == "step" and v is not None:
             v["done"] = ev.get("done", v["done"])
         elif kind == "variant_end" and v is not None:
-            v.update(status=ev.get("status"), run_id=ev.get("run_id"))
+            v.update(status=ev.get("status"), run_id=ev.get("run_id"), done=ev.get("done", v["done"]))
+        elif kind == "samplers":
+            state["samplers"] = ev.get("status")
     status_path = exp_dir / "status.json"
     if status_path.exists():
         final = json.loads(status_path.read_text(encoding="utf-8"))

@@ -61,6 +61,8 @@ def run_variant(spec: ExperimentSpec, workload: Any, params: dict[str, Any], dat
     started = now_iso()
     status, error, tb, result = "ok", None, "", None
     samplers.start()
+    # What the samplers can measure is known now, not only when the variant ends.
+    emit(exp_dir, "samplers", variant=variant, status=samplers.status())
     try:
         result = workload.run(variant, params, data, rec)
     except Exception as exc:  # stored as a failed run with its traceback; next variant runs
@@ -111,7 +113,8 @@ def run_variant(spec: ExperimentSpec, workload: Any, params: dict[str, Any], dat
     if status == "ok":
         analysis.finalize(profile, machine_dir=store.home / "_machine")
     store.commit(profile, staged)
-    emit(exp_dir, "variant_end", variant=variant, run_id=run_id, status=status)
+    emit(exp_dir, "variant_end", variant=variant, run_id=run_id, status=status,
+         done=int(len(tables["steps"])))
     return profile
 
 

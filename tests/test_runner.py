@@ -104,3 +104,15 @@ def test_bad_input_lists_the_valid_choices(toy_env, args, needle):
     assert out.returncode == 2 or out.returncode == 3
     assert needle in out.stderr
     assert not toy_env.experiments.exists() or not any(toy_env.experiments.iterdir())
+
+
+def test_progress_carries_sampler_status_and_final_step_counts(toy_env):
+    from profilers.session import read_progress
+
+    handle = launch(ExperimentSpec(workload="toy", variants=["ok", "ok2"], params={"steps": "7"}), toy_env)
+    handle.wait()
+    state = read_progress(handle.exp_dir)
+    assert {v["done"] for v in state["variants"].values()} == {7}
+    gpu = state["samplers"]["gpu"]
+    assert gpu["available"] is False and "NVML" in gpu["reason"]  # this machine has no GPU
+    assert state["samplers"]["host"]["available"] is True

@@ -124,11 +124,16 @@ def progress_bars(state: Mapping[str, Any]) -> None:
         st.progress(frac, text=f"**{name}** · {text}")
 
 
-def gpu_status_line(experiment_id: str, gpu_rows: bool) -> str:
-    """GPU status while running: live readings, else the reason a stored run recorded
-    (this experiment's first, else the newest on this machine). Never a zero."""
+def gpu_status_line(experiment_id: str, gpu_rows: bool,
+                    live_status: Mapping[str, Any] | None = None) -> str:
+    """GPU status while running: live readings, else what the running worker's samplers
+    reported at start, else the reason a stored run recorded (this experiment's first,
+    else the newest on this machine). Never a zero."""
     if gpu_rows:
         return "GPU: sampled (chart below)"
+    if live_status and live_status.get("gpu"):
+        _, text = frames.sampler_status(live_status, "gpu")
+        return f"GPU: {text}"
     stored = [p for p in loaders.experiment_profiles(experiment_id)
               if (p.manifest.get("samplers") or {}).get("gpu")]
     if stored:
@@ -149,7 +154,7 @@ def live_charts(experiment_id: str, state: Mapping[str, Any]) -> None:
     rss = [frames.metric_frame(df, ["rss_mib"], series=n) for n, df in samples.items()]
     gpu = [frames.metric_frame(df, frames.gpu_util_metrics(df), series=n) for n, df in samples.items()]
     cpu_df, rss_df, gpu_df = (pd.concat(x, ignore_index=True) if x else pd.DataFrame() for x in (cpu, rss, gpu))
-    st.caption(gpu_status_line(experiment_id, not gpu_df.empty))
+    st.caption(gpu_status_line(experiment_id, not gpu_df.empty, state.get("samplers")))
     if cpu_df.empty and rss_df.empty:
         st.caption("No utilization samples yet (the sampler ticks every 0.1 s once a variant starts).")
         return
