@@ -1,11 +1,13 @@
 """Small Streamlit pieces every page shares: the error funnel, a selectbox kept in the
-URL, the environment panel and sampler status lines.
+URL, the environment panel and sampler status lines, the widget generated from a
+``Param`` declaration, a workload's usable variants, and an experiment's progress bars.
 
 Uses ``st.*`` but caches nothing (that is ``dashboard.loaders``' job). Must not import
 tensorflow or pynvml.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Mapping, Sequence
 
 import streamlit as st
@@ -68,6 +70,55 @@ def environment_panel(env: Mapping[str, Any] | None, samplers: Mapping[str, Any]
         for name, label in (("host", "CPU/RSS sampling"), ("gpu", "GPU sampling")):
             _, text = frames.sampler_status(samplers, name)
             st.markdown(f"- **{label}**: {_escape(text)}")
+
+
+# -- launching and watching (Launch, Input pipeline) ----------------------------------------
+def param_widget(p: Any, value: Any, key: str) -> Any:
+    """One input generated from a ``Param`` declaration (int, float, str with choices, bool)."""
+    label, help_text = p.name, p.help
+    if p.kind is bool:
+        return st.checkbox(label, value=bool(value), help=help_text, key=key)
+    if p.choices:
+        choices = list(p.choices)
+        return st.selectbox(label, choices, index=choices.index(value) if value in choices else 0,
+                            help=help_text, key=key)
+    if p.kind is int:
+        minimum = None if p.minimum is None else int(math.ceil(p.minimum))
+        return st.number_input(label, value=int(value), min_value=minimum, step=1, help=help_text, key=key)
+    if p.kind is float:
+        minimum = None if p.minimum is None else float(p.minimum)
+        step = 10.0 ** math.floor(math.log10(abs(value))) if value else 0.1
+        return st.number_input(label, value=None if value is None else float(value), min_value=minimum,
+                               step=step, format="%g", placeholder="none", help=help_text, key=key)
+    return st.text_input(label, value="" if value is None else str(value), help=help_text, key=key)
+
+
+def variant_options(workload: Any) -> tuple[list[str], dict[str, str]]:
+    """Variants that can run here, and the others with their reason."""
+    ok, missing = [], {}
+    for name, v in workload.variants.items():
+        usable, reason = v.availability() if v.availability is not None else (True, None)
+        if usable:
+            ok.append(name)
+        else:
+            missing[name] = reason or "unavailable"
+    return ok, missing
+
+
+def progress_bars(state: Mapping[str, Any]) -> None:
+    """One bar per variant. Step events are throttled (a few per second), so a variant
+    that ended ``ok`` is shown whole, and one that failed at its last known step."""
+    for name, v in state["variants"].items():
+        status, total, done = v["status"], v.get("total"), v.get("done") or 0
+        if status == "ok":
+            frac, text = 1.0, f"done, {total} steps" if total else "done"
+        elif status in ("pending", "running"):
+            frac = min(1.0, done / total) if total else 0.0
+            text = f"{status} · {done}/{total} steps" if total else status
+        else:
+            frac = min(1.0, done / total) if total else 0.0
+            text = f"{status} after ≈{done}/{total} steps" if total else status
+        st.progress(frac, text=f"**{name}** · {text}")
 
 
 def _escape(text: str) -> str:
