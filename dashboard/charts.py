@@ -138,3 +138,61 @@ def legend_chart(labels: list[str], scale: alt.Scale) -> alt.LayerChart:
         x=alt.value(8), color=alt.Color("label:N", scale=scale, legend=None))
     text = base.mark_text(align="left", dx=0, fontSize=11).encode(x=alt.value(20), text="label:N")
     return (squares + text).properties(height=theme.legend_height(len(labels)))
+
+
+# -- crossover sweep (Sweep page) ------------------------------------------------------------
+def crossover_chart(df: pd.DataFrame, size: str, ms: str, variant: str, label: str,
+                    marks: pd.DataFrame | None = None, mark_size: str = "size",
+                    mark_text: str = "text") -> alt.LayerChart:
+    """Median step time against problem size, one line per variant, both axes log.
+    ``marks`` (``mark_size``, ``mark_text``): sizes to mark with a dashed rule and a note
+    (where the best TF variant beats NumPy, and where it overtakes it)."""
+    variants = list(dict.fromkeys(df[variant]))
+    lo, hi = float(df[ms].min()), float(df[ms].max())
+    x = alt.X(f"{size}:Q", scale=alt.Scale(type="log"), title="problem size (product of the swept params; log)",
+              axis=alt.Axis(format="~s"))
+    y = alt.Y(f"{ms}:Q", scale=alt.Scale(type="log"), title="median ms per step (log)",
+              axis=alt.Axis(values=log_ticks(lo, hi), format="~g"))
+    base = alt.Chart(df).encode(
+        x=x, y=y, color=alt.Color(f"{variant}:N", scale=theme.variant_scale(variants),
+                                  legend=alt.Legend(orient="right", title=None)),
+        tooltip=[alt.Tooltip(f"{label}:N", title="size"), alt.Tooltip(f"{variant}:N"),
+                 alt.Tooltip(f"{ms}:Q", format=".4g", title="median ms")])
+    layers: list[alt.Chart] = [base.mark_line(strokeWidth=2, opacity=0.8),
+                               base.mark_point(filled=True, size=60, opacity=1)]
+    if marks is not None and not marks.empty:
+        color = theme.STATUS_COLORS["ok"]
+        rule = alt.Chart(marks).mark_rule(strokeDash=[5, 3], color=color, strokeWidth=1.5).encode(
+            x=alt.X(f"{mark_size}:Q", scale=alt.Scale(type="log")),
+            tooltip=[alt.Tooltip(f"{mark_text}:N", title="mark")])
+        text = alt.Chart(marks).mark_text(align="left", dx=4, baseline="top", color=color, fontSize=11).encode(
+            x=alt.X(f"{mark_size}:Q", scale=alt.Scale(type="log")), y=alt.value(4), text=f"{mark_text}:N")
+        layers += [rule, text]
+    return alt.layer(*layers).properties(height=theme.STEP_CHART_HEIGHT)
+
+
+# -- tf.data fix ladder (Input pipeline page) ------------------------------------------------
+def ladder_chart(df: pd.DataFrame, rung: str, ms: str, share: str, speedup_text: str) -> alt.LayerChart:
+    """One bar per rung (x in the frame's order): its median step (left axis, labelled with
+    ``speedup_text``), and the stall share as a line over it (right axis, 0-100 %). Rungs
+    whose share was not measured have no point on the line (never a 0)."""
+    order = list(df[rung])
+    x = alt.X(f"{rung}:N", sort=order, title="rung of the ladder (each adds one tf.data fix)",
+              axis=alt.Axis(labelAngle=0))
+    tooltip = [alt.Tooltip(f"{rung}:N"), alt.Tooltip(f"{ms}:Q", format=".4g", title="median ms"),
+               alt.Tooltip(f"{share}:Q", format=".1%", title="stall share"),
+               alt.Tooltip(f"{speedup_text}:N", title="vs naive")]
+    bars = alt.Chart(df).mark_bar(opacity=0.85).encode(
+        x=x, y=alt.Y(f"{ms}:Q", title="median ms per step", axis=_y_axis()),
+        color=alt.Color(f"{rung}:N", scale=theme.variant_scale(order), legend=None), tooltip=tooltip)
+    labels = alt.Chart(df).mark_text(baseline="bottom", dy=-3, fontSize=11).encode(
+        x=x, y=alt.Y(f"{ms}:Q"), text=alt.Text(f"{speedup_text}:N"))
+    stall_color = theme.CATEGORY_COLORS["input_wait"]
+    measured = df[df[share].notna()]
+    line = alt.Chart(measured).encode(
+        x=x, y=alt.Y(f"{share}:Q", title="stall share (time in next(iterator))",
+                     scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%", titleColor=stall_color)),
+        tooltip=tooltip)
+    stall = line.mark_line(color=stall_color, strokeWidth=2) + line.mark_point(color=stall_color, filled=True, size=70)
+    return (alt.layer(bars + labels, stall).resolve_scale(y="independent")
+            .properties(height=theme.STEP_CHART_HEIGHT))

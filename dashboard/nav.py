@@ -22,6 +22,8 @@ PAGES: dict[str, tuple[str, str, str]] = {
     "triage": ("triage.py", "Triage", ":material/troubleshoot:"),
     "diff": ("diff.py", "Diff", ":material/difference:"),
     "workers": ("workers.py", "Workers", ":material/hub:"),
+    "sweep": ("sweep.py", "Sweep", ":material/show_chart:"),
+    "pipeline": ("pipeline.py", "Input pipeline", ":material/input:"),
 }
 
 

@@ -1,0 +1,203 @@
+"""The Sweep and Input pipeline pages, in-process (AppTest through app.py).
+
+Sweep: a stored sweep whose record is written by ``profilers.sweep.run_sweep`` itself
+(``launch`` replaced by one that stores schema-valid runs with chosen medians), drawn
+log-log with the sizes where TF is faster marked; and a real background sweep of the
+toy workload, watched to the end, and one stopped while a size hangs.
+Input pipeline: a stored ladder in ladder order with speed-ups vs naive and stall shares,
+the hint when nothing was profiled, and the slow tf.data stage from a real xplane.
+No TensorFlow is imported; no timing is asserted.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+from unittest import mock
+
+import pandas as pd
+import pytest
+
+from tests import fixtures
+from tests.test_dashboard_launch import run_until, widget
+from tests.test_dashboard_pages import charts, page_text, texts
+
+CREATED = "2026-01-03T10:00:00+00:00"
+DATA = Path(__file__).resolve().parent / "data"
+
+# -- fixtures: a stored sweep ------------------------------------------------------------------
+#: Median ms per size label and variant. The best TF variant (min of tf_*) beats numpy at
+#: 100×10 and 10000×100 only, so TF overtakes numpy at 100×10 (and falls behind again).
+SWEEP_MEDIANS: dict[str, dict[str, float]] = {
+    "3×2": {"numpy": 0.01, "tf_eager": 5.0, "tf_function": 0.5},
+    "100×10": {"numpy": 0.05, "tf_eager": 5.0, "tf_function": 0.04},
+    "1000×100": {"numpy": 1.0, "tf_eager": 6.0, "tf_function": 2.0},
+    "10000×100": {"numpy": 10.0, "tf_eager": 12.0, "tf_function": 8.0},
+}
+SWEEP_GRID = ["m=3,100,1000,10000", "n=2,10,100,100"]
+
+
+def tf_faster_labels() -> list[str]:
+    return [lab for lab, m in SWEEP_MEDIANS.items() if min(m["tf_eager"], m["tf_function"]) < m["numpy"]]
+
+
+def stored_run(workload: str, variant: str, exp_id: str, median_ms: float, order: int, params: dict,
+               baseline: str, results: dict | None = None, status: str = "ok"):
+    with mock.patch.dict(fixtures.MEDIANS_MS, {workload: {variant: median_ms}}):
+        p = fixtures.make_run(workload, variant, exp_id, CREATED, order, baseline=baseline, baseline_loss=None,
+                              loss_matches=None, samples=False, params=params)
+    p.manifest["results"].update(results or {})
+    p.manifest["status"] = status
+    return p
+
+
+class FakeHandle:
+    def __init__(self, experiment_id: str) -> None:
+        self.experiment_id = experiment_id
+
+    def wait(self) -> dict:
+        return {"status": "ok"}
+
+
+def store_sweep(store) -> dict:
+    """A sweep record written by run_sweep, over runs stored with SWEEP_MEDIANS."""
+    from profilers import session
+    from profilers.store import new_id
+    from profilers.sweep import parse_grid, run_sweep, size_label
+
+    def fake_launch(spec, st):
+        exp_id = new_id("exp", spec.workload)
+        medians = SWEEP_MEDIANS[size_label({k: spec.params[k] for k in ("m", "n")})]
+        for order, v in enumerate(spec.variants):
+            st.save(stored_run("linreg", v, exp_id, medians[v], order, spec.params, baseline="numpy"))
+        return FakeHandle(exp_id)
+
+    with mock.patch.object(session, "launch", fake_launch):
+        return run_sweep(store, "linreg", ["numpy", "tf_eager", "tf_function"], parse_grid(SWEEP_GRID),
+                         {"steps": "30"}, 60.0)
+
+
+def test_sweep_page_draws_the_crossover_and_marks_where_tf_is_faster(dash_home, open_page):
+    from profilers.store import RunStore
+
+    record = store_sweep(RunStore(dash_home))
+    at = open_page("sweep")
+    assert at.selectbox(key="sweep_pick").value == record["sweep_id"]
+    sentence = ("The best TF variant beat numpy at 100×10, 10000×100; numpy was faster at 3×2, 1000×100; "
+                "TF overtakes numpy at 100×10.")
+    assert sentence in texts(at, "markdown")
+    (spec, frames), = charts(at)
+    assert spec["layer"][0]["encoding"]["x"]["scale"]["type"] == "log"
+    assert spec["layer"][0]["encoding"]["y"]["scale"]["type"] == "log"
+    lines = next(f for f in frames if "variant" in f.columns)
+    assert len(lines) == 12 and set(lines["variant"]) == {"numpy", "tf_eager", "tf_function"}
+    got = lines.set_index(["label", "variant"])["median_ms"]
+    assert got[("1000×100", "tf_function")] == pytest.approx(2.0)
+    assert lines.set_index("label")["size"].to_dict()["10000×100"] == 1e6  # product of the grid values
+    marks = next(f for f in frames if "text" in f.columns)
+    assert list(marks["label"]) == tf_faster_labels() == ["100×10", "10000×100"]
+    assert "TF overtakes numpy (100×10)" in set(marks["text"])
+    table = at.dataframe[0].value
+    assert list(table["label"]) == list(SWEEP_MEDIANS)
+    expected = [min(m["tf_eager"], m["tf_function"]) / m["numpy"] for m in SWEEP_MEDIANS.values()]
+    assert list(table["best_tf_over_numpy"]) == pytest.approx(expected)
+
+
+def test_sweep_page_with_no_sweep_says_how_to_start_one(dash_home, open_page):
+    at = open_page("sweep")
+    assert "No stored sweep yet" in texts(at, "info")
+    assert not charts(at)
+
+
+# -- a real background sweep of the toy workload -----------------------------------------------
+@pytest.fixture()
+def toy_sweep(dash_home, monkeypatch):
+    """The toy workload here and in the sweep's processes; afterwards no job process is left."""
+    monkeypatch.setenv("SGDSCOPE_WORKLOAD_MODULES", "tests.toy_workload")
+    importlib.import_module("tests.toy_workload")
+    yield dash_home
+    for job in (dash_home / "_sweep_jobs").glob("*/job.json"):
+        pid = json.loads(job.read_text())["pid"]
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for exp in (dash_home / "_experiments").glob("*"):
+        (exp / "cancel").touch()
+    deadline = time.monotonic() + 30
+    for exp in (dash_home / "_experiments").glob("*"):
+        while not (exp / "status.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    for job in (dash_home / "_sweep_jobs").glob("*/job.json"):
+        pid = json.loads(job.read_text())["pid"]
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+
+
+def start_toy_sweep(at, variants: list[str], sizes: str, fixed: str):
+    at.selectbox(key="sweep_workload").set_value("toy").run()
+    assert not at.exception, at.exception
+    widget(at, "multiselect", "Variants").set_value(variants)
+    next(t for t in at.text_area if t.label.startswith("Sizes")).set_value(sizes)
+    next(t for t in at.text_area if t.label.startswith("Fixed")).set_value(fixed)
+    next(b for b in at.button if b.label == "Start sweep").click().run()
+    assert not at.exception, at.exception
+    return at.session_state["sweep_job"]
+
+
+def job_pid(home: Path, job_id: str) -> int:
+    return json.loads((home / "_sweep_jobs" / job_id / "job.json").read_text())["pid"]
+
+
+def test_sweep_launch_runs_in_the_background_and_is_polled_to_the_end(toy_sweep, open_page):
+    from profilers.store import RunStore
+    from profilers.sweep import list_sweeps
+
+    at = open_page("sweep")
+    job_id = start_toy_sweep(at, ["ok", "ok2"], "steps=3,4", "warmup_steps=1")
+    job = json.loads((toy_sweep / "_sweep_jobs" / job_id / "job.json").read_text())
+    assert job["cmd"][1:4] == ["-m", "profilers.cli", "sweep"] and "--home" in job["cmd"]
+    assert job["grid"] == [{"steps": "3"}, {"steps": "4"}]
+    run_until(at, lambda a: "sizes done; stored as sweep" in texts(a, "success"))
+    records = list_sweeps(RunStore(toy_sweep))
+    assert len(records) == 1 and [e["label"] for e in records[0]["experiments"]] == ["3", "4"]
+    assert f"Sweep job {job_id}: 2/2 sizes done; stored as sweep {records[0]['sweep_id']}." in texts(at, "success")
+    assert at.selectbox(key="sweep_pick").value == records[0]["sweep_id"]
+    # toy has no numpy/TF variants: the page says there is no crossover rather than inventing one
+    assert "No crossover to find" in texts(at, "info")
+    (spec, frames), = charts(at)
+    assert set(next(f for f in frames if "variant" in f.columns)["label"]) == {"3", "4"}
+    with pytest.raises(ChildProcessError):
+        os.waitpid(job_pid(toy_sweep, job_id), os.WNOHANG)  # the page reaped it
+
+
+def test_stop_kills_the_sweep_and_cancels_the_size_that_runs(toy_sweep, open_page):
+    from profilers.store import RunStore
+
+    at = open_page("sweep")
+    job_id = start_toy_sweep(at, ["ok", "hang"], "steps=5,6", "")
+    # the page returned while the sweep's first size hangs (the toy "hang" variant sleeps an hour)
+    assert "Sweep running" in texts(at, "subheader")
+    assert os.waitpid(job_pid(toy_sweep, job_id), os.WNOHANG) == (0, 0)
+    run_until(at, lambda a: "running" in str([p.proto.text for p in a.get("progress")]))
+    next(b for b in at.button if b.label == "Stop sweep").click().run()
+    assert not at.exception, at.exception
+    run_until(at, lambda a: "then stopped" in texts(a, "warning"))
+    assert "0/2 sizes done, then stopped; no size had finished" in texts(at, "warning")
+    with pytest.raises(ProcessLookupError):
+        os.killpg(job_pid(toy_sweep, job_id), 0)
+    exp_dirs = list((toy_sweep / "_experiments").glob("*"))
+    assert len(exp_dirs) == 1 and (exp_dirs[0] / "cancel").exists()
+    deadline = time.monotonic() + 30
+    while not (exp_dirs[0] / "status.json").exists():
+        assert time.monotonic() < deadline, "the cancelled size's supervisor did not finish"
+        time.sleep(0.2)
+    assert json.loads((exp_dirs[0] / "status.json").read_text())["status"] == "cancelled"
+    runs = RunStore(toy_sweep).list()
+    assert set(runs["status"]) <= {"ok", "cancelled"} and "cancelled" in set(runs["status"])
