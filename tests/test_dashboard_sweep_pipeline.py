@@ -201,3 +201,121 @@ def test_stop_kills_the_sweep_and_cancels_the_size_that_runs(toy_sweep, open_pag
     assert json.loads((exp_dirs[0] / "status.json").read_text())["status"] == "cancelled"
     runs = RunStore(toy_sweep).list()
     assert set(runs["status"]) <= {"ok", "cancelled"} and "cancelled" in set(runs["status"])
+
+
+# -- the input pipeline ladder -----------------------------------------------------------------
+LADDER_EXP = "20260103-100000-exp-input_pipeline-cccccc"
+#: Median ms per step and stall share per rung; vectorized's share was not measured.
+LADDER_MEDIANS = {"naive": 40.0, "prefetch": 25.0, "parallel_map": 20.0, "cache": 16.0, "vectorized": 12.5,
+                  "all": 8.0}
+LADDER_SHARES = {"naive": 0.8, "prefetch": 0.5, "parallel_map": 0.3, "cache": 0.2, "vectorized": None,
+                 "all": 0.05}
+#: Stored (and launched) in a scrambled order: the page orders rungs by the ladder.
+STORE_ORDER = ["all", "cache", "naive", "vectorized", "prefetch", "parallel_map"]
+
+
+def store_ladder(store, profiled: str | None = None) -> dict[str, str]:
+    """The ladder experiment; ``profiled`` names a rung given tests/data/keras_fit's real xplane."""
+    ids = {}
+    for order, rung in enumerate(STORE_ORDER):
+        share = LADDER_SHARES[rung]
+        res = {"input_wait_ms_median": None if share is None else LADDER_MEDIANS[rung] * share}
+        if share is not None:
+            res["input_wait_share"] = share
+        p = stored_run("input_pipeline", rung, LADDER_EXP, LADDER_MEDIANS[rung], order, {"batch_size": 32},
+                       baseline="naive", results=res)
+        trace = next((DATA / "keras_fit" / "trace" / "plugins" / "profile").glob("*/*.xplane.pb"))
+        if rung == profiled:
+            p.manifest["capture"] = {"profiled": True, "xplane": str(trace.relative_to(DATA / "keras_fit")),
+                                     "window_steps": 10, "overhead": None}
+        run_dir = store.save(p)
+        if rung == profiled:
+            shutil.copytree(DATA / "keras_fit" / "trace", run_dir / "trace")
+        ids[rung] = p.run_id
+    return ids
+
+
+def ladder_table(at) -> pd.DataFrame:
+    return next(d.value for d in at.dataframe if "rung" in d.value.columns)
+
+
+def test_ladder_shows_rungs_in_order_with_speedups_stall_shares_and_the_profile_hint(dash_home, open_page):
+    from profilers.store import RunStore
+
+    store_ladder(RunStore(dash_home))
+    at = open_page("pipeline")
+    table = ladder_table(at)
+    assert list(table["rung"]) == ["naive", "prefetch", "parallel_map", "cache", "vectorized", "all"]
+    naive = LADDER_MEDIANS["naive"]
+    expected = ["baseline"] + [f"{naive / LADDER_MEDIANS[r]:.2f}× faster" for r in list(table["rung"])[1:]]
+    assert list(table["vs_naive"]) == expected == ["baseline", "1.60× faster", "2.00× faster", "2.50× faster",
+                                                   "3.20× faster", "5.00× faster"]
+    shares = dict(zip(table["rung"], table["stall_share"]))
+    for rung, share in LADDER_SHARES.items():
+        assert (pd.isna(shares[rung]) if share is None else shares[rung] == pytest.approx(share))
+    assert list(table["median_ms"]) == pytest.approx([LADDER_MEDIANS[r] for r in table["rung"]])
+    assert "**all** has the fastest step: 8 ms, 5.00× faster than naive." in texts(at, "markdown")
+    (spec, frames), = charts(at)
+    data = next(f for f in frames if "rung" in f.columns)
+    assert list(data["rung"]) == list(table["rung"])
+    # the unmeasured stall share is left out of the line, never drawn as 0
+    assert not (data["stall_share"].fillna(-1) == 0).any() and data["stall_share"].isna().sum() == 1
+    assert "profile the ladder to see the slow tf.data stage" in texts(at, "info")
+    assert set(table["stage_note"]) == {"not profiled"} and table["stage"].isna().all()
+
+
+def test_ladder_names_the_slowest_tf_data_stage_of_a_profiled_rung(dash_home, open_page):
+    from profilers.store import RunStore
+
+    store_ladder(RunStore(dash_home), profiled="all")
+    golden = pd.read_csv(DATA / "keras_fit" / "golden" / "input_stages.csv")
+    slowest = golden.loc[golden["self_ms"].idxmax()]
+    at = open_page("pipeline")
+    table = ladder_table(at).set_index("rung")
+    assert table.loc["all", "stage"] == slowest["stage"]
+    assert table.loc["all", "stage_self_ms"] == pytest.approx(slowest["self_ms"])
+    assert table.loc["naive", "stage_note"] == "not profiled" and pd.isna(table.loc["naive", "stage"])
+    assert "profile the ladder" not in texts(at, "info")
+
+
+def test_ladder_with_no_experiment_says_how_to_run_one(dash_home, filled_store, open_page):
+    at = open_page("pipeline")
+    assert "No input_pipeline experiment stored yet" in texts(at, "info")
+    assert not charts(at)
+
+
+def test_run_the_ladder_launches_the_rungs_in_ladder_order(dash_home, open_page, monkeypatch):
+    """The button launches one experiment through session.launch (replaced here: the real
+    rungs need TensorFlow), with the rungs in ladder order, the preset and the profile toggle."""
+    from profilers import session
+    from profilers.model import atomic_write_text
+
+    launched = []
+
+    def fake_launch(spec, store):
+        spec.validate()
+        spec.experiment_id = f"20260103-11000{len(launched)}-exp-input_pipeline-dddddd"
+        exp_dir = store.experiments / spec.experiment_id
+        exp_dir.mkdir(parents=True)
+        atomic_write_text(exp_dir / "spec.json", spec.to_json())
+        atomic_write_text(exp_dir / "status.json", json.dumps({"status": "ok", "error": None}))
+        launched.append(spec)
+        return session.ExperimentHandle(store, spec.experiment_id)
+
+    monkeypatch.setattr(session, "launch", fake_launch)
+    at = open_page("pipeline")
+    rungs = widget(at, "multiselect", "Rungs")
+    if set(rungs.value) != {"naive", "prefetch", "parallel_map", "cache", "vectorized", "all"}:
+        pytest.skip("the ladder's variants are not available here (no TensorFlow)")
+    rungs.set_value(["all", "naive", "prefetch"])
+    widget(at, "toggle", "profile (TF trace)").set_value(True)
+    next(b for b in at.button if b.label == "Run the ladder").click().run()
+    assert not at.exception, at.exception
+    assert launched[-1].variants == ["naive", "prefetch", "all"] and launched[-1].profile is True
+    assert "Ladder 20260103-110000-exp-input_pipeline-dddddd finished: 0 rung(s) stored." in texts(at, "success")
+    widget(at, "selectbox", "Preset").set_value("artificial_dataset").run()
+    assert widget(at, "multiselect", "Rungs").value == ["naive", "prefetch", "interleave"]
+    next(b for b in at.button if b.label == "Run the ladder").click().run()
+    assert not at.exception, at.exception
+    assert launched[-1].variants == ["naive", "prefetch", "interleave"]
+    assert launched[-1].params["preset"] == "artificial_dataset"
