@@ -155,7 +155,7 @@ def crossover_chart(df: pd.DataFrame, size: str, ms: str, variant: str, label: s
               axis=alt.Axis(values=log_ticks(lo, hi), format="~g"))
     base = alt.Chart(df).encode(
         x=x, y=y, color=alt.Color(f"{variant}:N", scale=theme.variant_scale(variants),
-                                  legend=alt.Legend(orient="right", title=None)),
+                                  legend=alt.Legend(orient="bottom", title=None)),
         tooltip=[alt.Tooltip(f"{label}:N", title="size"), alt.Tooltip(f"{variant}:N"),
                  alt.Tooltip(f"{ms}:Q", format=".4g", title="median ms")])
     layers: list[alt.Chart] = [base.mark_line(strokeWidth=2, opacity=0.8),

@@ -217,7 +217,7 @@ def ladder_results(experiment_id: str) -> None:
         "stage": st.column_config.TextColumn("slowest tf.data stage (by self time)"),
         "stage_self_ms": st.column_config.NumberColumn("stage self ms", format="%.3g"),
         "stage_note": st.column_config.TextColumn("stage note")})
-    st.caption("A blank cell was not measured (never read it as 0).")
+    st.caption("An empty cell (None) was not measured: never read it as 0.")
     if all(n == "not profiled" for _, n in stages.values()):
         st.info(f"Not profiled: {PROFILE_HINT} (switch on **profile (TF trace)** above and run it again).")
     failed = df[df["status"] != "ok"]
