@@ -100,15 +100,20 @@ def crossover_table(points: pd.DataFrame, baseline: str = "numpy",
     wide = wide.sort_index()
     tf_cols = [c for c in wide.columns if c.startswith(tf_prefixes)]
     out = wide.reset_index()
-    summary: dict[str, Any] = {"tf_faster_at": [], "baseline_faster_at": [], "overtakes_at": None}
+    summary: dict[str, Any] = {"tf_faster_at": [], "baseline_faster_at": [], "not_measured_at": [],
+                               "overtakes_at": None}
     if baseline in wide.columns and tf_cols:
         best = wide[tf_cols].min(axis=1)
         out["best_tf"] = wide[tf_cols].idxmin(axis=1).to_numpy()
         out["best_tf_over_numpy"] = (best / wide[baseline]).to_numpy()
         for col in tf_cols:
             out[f"{col}_over_numpy"] = (wide[col] / wide[baseline]).to_numpy()
-        faster = (out["best_tf_over_numpy"] < 1.0).tolist()
-        labels = out["label"].astype(str).tolist()
+        ratio = out["best_tf_over_numpy"]
+        measured = ratio.notna().tolist()  # a size where either side failed is not a verdict
+        all_labels = out["label"].astype(str).tolist()
+        summary["not_measured_at"] = [lab for lab, m in zip(all_labels, measured) if not m]
+        labels = [lab for lab, m in zip(all_labels, measured) if m]
+        faster = [bool(r < 1.0) for r, m in zip(ratio.tolist(), measured) if m]
         summary["tf_faster_at"] = [lab for lab, f in zip(labels, faster) if f]
         summary["baseline_faster_at"] = [lab for lab, f in zip(labels, faster) if not f]
         summary["overtakes_at"] = next((labels[i] for i in range(1, len(faster))
@@ -119,10 +124,14 @@ def crossover_table(points: pd.DataFrame, baseline: str = "numpy",
 def describe_crossover(summary: dict[str, Any], baseline: str = "numpy") -> str:
     faster, slower = summary["tf_faster_at"], summary["baseline_faster_at"]
     if not faster:
-        return f"{baseline} was faster than every TF variant at every size."
-    text = f"the best TF variant beat {baseline} at {', '.join(faster)}"
-    if slower:
-        text += f"; {baseline} was faster at {', '.join(slower)}"
+        text = (f"{baseline} was faster than every TF variant at every size measured"
+                if slower else "no size was measured on both sides")
+    else:
+        text = f"the best TF variant beat {baseline} at {', '.join(faster)}"
+        if slower:
+            text += f"; {baseline} was faster at {', '.join(slower)}"
     if summary["overtakes_at"]:
         text += f"; TF overtakes {baseline} at {summary['overtakes_at']}"
+    if summary.get("not_measured_at"):
+        text += f"; not measured (a run failed) at {', '.join(summary['not_measured_at'])}"
     return text[0].upper() + text[1:] + "."

@@ -20,7 +20,7 @@ def test_tf_overtakes_numpy_at_large_sizes():
         (1, "100000×1000", "tf_function", 9.0)]))
     assert table["tf_eager_over_numpy"].round(2).tolist() == [66.0, 1.02]
     assert summary == {"tf_faster_at": ["100000×1000"], "baseline_faster_at": ["100×100"],
-                       "overtakes_at": "100000×1000"}
+                       "not_measured_at": [], "overtakes_at": "100000×1000"}
     assert table["best_tf"].tolist() == ["tf_eager", "tf_function"]
 
 
@@ -49,3 +49,12 @@ def test_sweep_cli_runs_one_experiment_per_size(tmp_path):
     assert [e["status"] for e in doc["experiments"]] == ["ok", "ok"]
     assert [row["label"] for row in doc["table"]] == ["4", "6"]
     assert all(row["ok"] > 0 and row["ok2"] > 0 for row in doc["table"])
+
+
+def test_a_size_where_numpy_failed_is_not_a_verdict():
+    pts = points([(0, "3×2", "numpy", 0.02), (0, "3×2", "tf_eager", 4.0),
+                  (1, "1e5×100", "numpy", 6.0), (1, "1e5×100", "tf_eager", 7.0)])
+    pts.loc[(pts["label"] == "1e5×100") & (pts["variant"] == "numpy"), "status"] = "failed"
+    _, summary = crossover_table(pts)
+    assert summary["baseline_faster_at"] == ["3×2"] and summary["not_measured_at"] == ["1e5×100"]
+    assert "not measured (a run failed) at 1e5×100" in describe_crossover(summary)
