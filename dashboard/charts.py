@@ -196,3 +196,16 @@ def ladder_chart(df: pd.DataFrame, rung: str, ms: str, share: str, speedup_text:
     stall = line.mark_line(color=stall_color, strokeWidth=2) + line.mark_point(color=stall_color, filled=True, size=70)
     return (alt.layer(bars + labels, stall).resolve_scale(y="independent")
             .properties(height=theme.STEP_CHART_HEIGHT))
+
+
+def gantt_chart(df: pd.DataFrame, start: str, end: str, lane: str, label: str) -> alt.Chart:
+    """Trace events of one step as bars per thread (``lane``) from ``start`` to ``end``
+    (µs from the step's start), coloured by event ``label``; legend off (too many names)."""
+    lanes = list(dict.fromkeys(df[lane]))
+    return (alt.Chart(df).mark_bar(height=alt.RelativeBandSize(0.8))
+            .encode(x=alt.X(f"{start}:Q", title="µs since the step started"), x2=f"{end}:Q",
+                    y=alt.Y(f"{lane}:N", title=None, sort=lanes),
+                    color=alt.Color(f"{label}:N", legend=None),
+                    tooltip=[alt.Tooltip(f"{label}:N", title="event"), alt.Tooltip(f"{lane}:N", title="thread"),
+                             alt.Tooltip("dur_us:Q", format=".4g", title="µs")])
+            .properties(height=alt.Step(22)))

@@ -129,3 +129,29 @@ def workloads() -> Mapping[str, Any]:
     from workloads import WORKLOADS
 
     return WORKLOADS
+
+
+# -- trace (xprof; the converter caches in the run's cache/ folder) ---------------------------
+@st.cache_data(show_spinner="Reading the trace with xprof...", max_entries=8)
+def _step_events(home_dir: str, run_id: str, mtime_ns: int, step: int) -> pd.DataFrame:
+    from profilers import xprof_tools
+
+    p = _profile(home_dir, run_id, mtime_ns)
+    xplane, cache = p.xplane_path(), p.run_dir / "cache"
+    whole = xprof_tools.trace_events(xplane, cache_dir=cache)
+    start_ms, end_ms = xprof_tools.step_window_ms(whole, step)
+    return xprof_tools.trace_events(xplane, start_ms=start_ms, end_ms=end_ms, cache_dir=cache)
+
+
+def step_events(run_id: str, step: int) -> pd.DataFrame:
+    """One profiled step's trace events (xprof's windowed trace_viewer@)."""
+    path = store().path(run_id)
+    return _step_events(home(), run_id, _mtime_ns(path / "manifest.json"), step)
+
+
+def trace_json(run_id: str) -> bytes:
+    """The run's capture as Chrome/Perfetto trace-event JSON (cached beside the run)."""
+    from profilers import xprof_tools
+
+    p = profile(run_id)
+    return xprof_tools.export_trace_json(p.xplane_path(), cache_dir=p.run_dir / "cache").read_bytes()

@@ -14,6 +14,8 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, frames, loaders, nav, theme, ui
+from dashboard.export_button import export_button
+from profilers.explain import explain_experiment
 from profilers.model import RunProfile
 
 
@@ -116,6 +118,15 @@ def environment_of(profiles: list[RunProfile]) -> tuple[Any, Any]:
     return None, None
 
 
+def explanations(profiles: list[RunProfile], baseline: str | None) -> None:
+    """Where each variant's step goes, in plain words computed from its breakdown."""
+    lines = explain_experiment([(p.manifest.get("variant"), p.manifest.get("results") or {})
+                                for p in profiles if p.manifest.get("status") == "ok"], baseline)
+    if lines:
+        st.subheader("Where the time goes")
+        st.markdown("\n".join(f"- {line}" for line in lines))
+
+
 def main() -> None:
     st.title("Compare")
     st.caption("The same maths in several implementations, against the NumPy baseline.")
@@ -139,12 +150,15 @@ def main() -> None:
         failed_runs(profiles)
         loss_curves(profiles)
         breakdown(profiles)
+        explanations(profiles, baseline)
         summary_table(summary)
     with side:
         ui.environment_panel(*environment_of(profiles))
         for p in profiles:
             st.page_link(nav.path("run"), label=f"Run: {p.manifest.get('variant')}",
                          icon=":material/timeline:", query_params={"run": p.run_id})
+        export_button(loaders.store(), [p.run_id for p in profiles], key="compare_export",
+                      label="Download the experiment (.zip)")
 
 
 ui.run_page(main)

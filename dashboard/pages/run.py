@@ -3,7 +3,10 @@
 Its manifest summary; every step on the run's clock (warm-up marked), stacked by
 category when the run has a breakdown table; and under it, on the same time axis, the
 utilization the samplers recorded (worker CPU %, RSS, GPU) or why a sampler could not
-measure. A failed run shows its error and stderr tail.
+measure. A failed run shows its error and stderr tail. For a profiled TF run: capture
+warnings (e.g. CUPTI), ops and dispatches per step, GFLOP/s against the GEMM peak, the
+top ops, one step's timeline as a Gantt of trace events per thread (xprof's windowed
+trace_viewer@), and the Chrome/Perfetto trace JSON to download.
 Thin: loaders -> frames -> charts. Must not import tensorflow or pynvml.
 """
 from __future__ import annotations
@@ -11,7 +14,11 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import charts, frames, loaders, nav, theme, ui
+from dashboard.export_button import export_button
+from profilers.errors import SgdscopeError
 from profilers.model import RunProfile
+
+GANTT_MAX_EVENTS = 400
 
 
 def pick_run() -> str | None:
@@ -106,6 +113,65 @@ def timeline(p: RunProfile) -> None:
                 "GPU: the sampler was available but recorded no utilization reading.")
 
 
+def trace_facts(p: RunProfile) -> list[tuple[str, str]]:
+    res, cap = p.manifest.get("results") or {}, p.manifest.get("capture") or {}
+    rows = [("breakdown from", res.get("breakdown_source") or "n/a")]
+    if res.get("ops_per_step") is not None:
+        rows.append(("ops per step", f"{res['ops_per_step']:.0f}"))
+    if res.get("dispatches_per_step"):
+        rows.append(("framework dispatches per step", f"{res['dispatches_per_step']:.0f}"))
+        fo = (res.get("breakdown_ms") or {}).get("framework_overhead")
+        if fo is not None:
+            rows.append(("framework overhead per dispatch", f"{fo * 1e3 / res['dispatches_per_step']:.0f} µs"))
+    gflops, peak = (res.get("gflops") or {}).get("compute"), res.get("gemm_peak_gflops")
+    if gflops is not None:
+        rows.append(("maths achieved", f"{gflops:.3g} GFLOP/s" + (f" (NumPy GEMM peak here: {peak:.3g})" if peak else "")))
+    over = cap.get("overhead") or {}
+    if over.get("ratio"):
+        rows.append(("profiler's own cost", f"steps in the window {over['ratio']:.2f}× those outside"))
+    return rows
+
+
+def trace_panel(p: RunProfile) -> None:
+    st.subheader("Trace")
+    cap = p.manifest.get("capture") or {}
+    for w in cap.get("warnings") or []:
+        st.warning(w.get("message", str(w)))
+    xplane = p.xplane_path()
+    if xplane is None:
+        st.info(f"No TF trace: {cap.get('unavailable_reason') or 'this run was not profiled'}.")
+        return
+    ui.facts(trace_facts(p))
+    ops = p.table("ops")
+    if not ops.empty:
+        st.markdown("**Top ops by self time (profiler window)**")
+        top = ops.sort_values("total_self_us", ascending=False).head(15)
+        st.dataframe(top[["op_name", "op_type", "occurrences", "total_self_us", "avg_self_us"]]
+                     .rename(columns={"total_self_us": "self µs (total)", "avg_self_us": "µs per occurrence"}),
+                     hide_index=True, width="stretch")
+    steps = p.table("steps")
+    profiled = steps.loc[steps["in_profile_window"].astype(bool), "step"].astype(int).tolist()
+    if profiled:
+        step = st.selectbox("Timeline of profiled step", profiled, key="run_trace_step")
+        try:
+            events = loaders.step_events(p.run_id, int(step))
+        except SgdscopeError as exc:
+            st.warning(f"{exc.message} {exc.hint}".strip())
+            events = None
+        if events is not None and not events.empty:
+            ev = events[events["dur_us"] > 0].nlargest(GANTT_MAX_EVENTS, "dur_us").copy()
+            t0 = float(ev["ts_us"].min())
+            ev["start_us"], ev["end_us"] = ev["ts_us"] - t0, ev["ts_us"] - t0 + ev["dur_us"]
+            ev["lane"] = ev["thread"].astype(str)
+            st.altair_chart(charts.gantt_chart(ev, "start_us", "end_us", "lane", "name"), width="stretch")
+            if len(events) > len(ev):
+                st.caption(f"The {len(ev)} longest of {len(events)} events in this step are drawn.")
+    # Built on click (a large capture's JSON is not read on every rerun).
+    st.download_button("Download trace (Chrome/Perfetto JSON)", data=lambda: loaders.trace_json(p.run_id),
+                       file_name=f"{p.run_id}.trace.json", mime="application/json", key="run_trace_json",
+                       on_click="ignore", help="Opens in ui.perfetto.dev or chrome://tracing.")
+
+
 def links(p: RunProfile) -> None:
     exp = p.manifest.get("experiment_id")
     c1, c2, _ = st.columns([1, 1, 3])
@@ -127,7 +193,9 @@ def main() -> None:
     p = loaders.profile(run_id)
     header(p)
     timeline(p)
+    trace_panel(p)
     links(p)
+    export_button(loaders.store(), [p.run_id], key="run_export")
 
 
 ui.run_page(main)
