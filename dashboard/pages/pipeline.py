@@ -16,7 +16,7 @@ only inside the page's functions.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import pandas as pd
 import streamlit as st
