@@ -123,8 +123,20 @@ def test_launch_then_compare_in_a_browser(server, shots):
             page.locator("[data-testid='stVegaLiteChart']").first.wait_for(timeout=30_000)
             expect(page.get_by_text("ok: the baseline")).to_be_visible()
             expect(page.get_by_text("than ok").first).to_be_visible()  # ok2's ratio vs the baseline
+            # The breakdown, side by side and in words (the toy's phases: input_wait, forward).
+            expect(page.get_by_text("Where a step's time goes")).to_be_visible()
+            expect(page.get_by_text("In plain words")).to_be_visible()
+            expect(page.get_by_text("ok2:", exact=False).last).to_be_visible()
             page.wait_for_timeout(1500)  # let Vega finish drawing before the picture
             page.screenshot(path=str(shots / "compare.png"), full_page=True)
+
+            page.get_by_text("Run: ok2").click()
+            page.get_by_role("heading", name="Run").wait_for(timeout=30_000)
+            page.locator("[data-testid='stVegaLiteChart']").first.wait_for(timeout=30_000)
+            expect(page.get_by_text("Steps split by category")).to_be_visible()
+            expect(page.get_by_text("No TF trace")).to_be_visible()
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(shots / "run.png"), full_page=True)
         finally:
             browser.close()
-    print(f"screenshots: {shots / 'launch_done.png'} {shots / 'compare.png'}")
+    print(f"screenshots: {shots / 'launch_done.png'} {shots / 'compare.png'} {shots / 'run.png'}")

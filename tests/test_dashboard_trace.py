@@ -62,7 +62,7 @@ def test_corrupt_capture_still_shows_the_run(traced, open_page):
 def test_compare_explains_where_the_time_goes(traced, open_page):
     at = open_page("compare", exp="exp-trace")
     text = page_text(at)
-    assert "Where the time goes" in text
+    assert "In plain words" in text
     assert "tf_eager:" in text and "is framework overhead over" in text
     assert "numpy does the whole step in" in text
     assert "Download the experiment (.zip)" in [b.label for b in at.get("download_button")]

@@ -123,7 +123,7 @@ def explanations(profiles: list[RunProfile], baseline: str | None) -> None:
     lines = explain_experiment([(p.manifest.get("variant"), p.manifest.get("results") or {})
                                 for p in profiles if p.manifest.get("status") == "ok"], baseline)
     if lines:
-        st.subheader("Where the time goes")
+        st.subheader("In plain words")
         st.markdown("\n".join(f"- {line}" for line in lines))
 
 
