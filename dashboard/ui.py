@@ -1,6 +1,7 @@
 """Small Streamlit pieces every page shares: the error funnel, a selectbox kept in the
 URL, the environment panel and sampler status lines, the widget generated from a
-``Param`` declaration, a workload's usable variants, and an experiment's progress bars.
+``Param`` declaration, a workload's usable variants, and a running experiment's progress
+bars and Cancel button.
 
 Uses ``st.*`` but caches nothing (that is ``dashboard.loaders``' job). Must not import
 tensorflow or pynvml.
@@ -119,6 +120,23 @@ def progress_bars(state: Mapping[str, Any]) -> None:
             frac = min(1.0, done / total) if total else 0.0
             text = f"{status} after ≈{done}/{total} steps" if total else status
         st.progress(frac, text=f"**{name}** · {text}")
+
+
+def running_experiment(handle: Any, title: str, cancel_key: str) -> Mapping[str, Any]:
+    """A running experiment's heading, phase, progress bars and Cancel button; reruns the
+    whole page once the experiment is over. ``handle`` is a ``profilers.session`` handle."""
+    state = handle.progress()
+    if state["status"] != "running":
+        st.rerun()
+    st.subheader(title)
+    st.caption(f"Experiment {handle.experiment_id} · phase: {state.get('phase') or 'starting'}")
+    progress_bars(state)
+    if (handle.exp_dir / "cancel").exists():
+        st.warning("Cancel requested: the worker is being stopped.")
+    elif st.button("Cancel", key=cancel_key):
+        handle.cancel()
+        st.warning("Cancel requested: the worker is being stopped.")
+    return state
 
 
 def _escape(text: str) -> str:

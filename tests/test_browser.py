@@ -1,5 +1,5 @@
 """The dashboard in a real browser: ``streamlit run app.py`` on a free port, driven by
-Playwright with Debian's Chromium (never ``playwright install``).
+Playwright with Debian's Chromium (never a browser download of Playwright's own).
 
 Launches a small experiment (toy ok + ok2) on the Launch page, waits for it to finish,
 follows the link to Compare and waits for its charts. Screenshots go to

@@ -1,8 +1,8 @@
 """``report.html``: self-contained (no external script, style or link) and, opened in
 Chromium through Playwright with every non-file request aborted, its charts render.
 
-The browser tests are marked ``browser`` and use Debian's /usr/bin/chromium (never
-``playwright install``); they skip when it is not installed.
+The browser tests are marked ``browser`` and use Debian's /usr/bin/chromium (never a
+browser download of Playwright's own); they skip when it is not installed.
 """
 from __future__ import annotations
 

@@ -126,18 +126,7 @@ def live_charts(experiment_id: str, state: Mapping[str, Any]) -> None:
 def running_panel(experiment_id: str) -> None:
     """Re-run every second while the experiment runs; a full rerun when it is over."""
     try:
-        h = loaders.handle(experiment_id)
-        state = h.progress()
-        if state["status"] != "running":
-            st.rerun()
-        st.subheader("Running")
-        st.caption(f"Experiment {experiment_id} · phase: {state.get('phase') or 'starting'}")
-        progress_bars(state)
-        if (h.exp_dir / "cancel").exists():
-            st.warning("Cancel requested: the worker is being stopped.")
-        elif st.button("Cancel", key=f"cancel_{experiment_id}"):
-            h.cancel()
-            st.warning("Cancel requested: the worker is being stopped.")
+        state = ui.running_experiment(loaders.handle(experiment_id), "Running", f"cancel_{experiment_id}")
         live_charts(experiment_id, state)
     except SgdscopeError as exc:
         ui.show_error(exc)

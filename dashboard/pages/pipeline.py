@@ -163,18 +163,7 @@ def ladder_form(w: Any) -> None:
 def running_panel(experiment_id: str) -> None:
     """Re-run every second while the ladder runs; a full rerun when it is over."""
     try:
-        h = loaders.handle(experiment_id)
-        state = h.progress()
-        if state["status"] != "running":
-            st.rerun()
-        st.subheader("Ladder running")
-        st.caption(f"Experiment {experiment_id} · phase: {state.get('phase') or 'starting'}")
-        ui.progress_bars(state)
-        if (h.exp_dir / "cancel").exists():
-            st.warning("Cancel requested: the worker is being stopped.")
-        elif st.button("Cancel", key=f"pipeline_cancel_{experiment_id}"):
-            h.cancel()
-            st.warning("Cancel requested: the worker is being stopped.")
+        ui.running_experiment(loaders.handle(experiment_id), "Ladder running", f"pipeline_cancel_{experiment_id}")
     except SgdscopeError as exc:
         ui.show_error(exc)
 
