@@ -24,11 +24,7 @@ def register(workload: Workload) -> Workload:
 
 def _load() -> None:
     for mod in BUILTIN_MODULES:
-        try:
-            import_module(mod)
-        except ModuleNotFoundError as exc:  # a built-in not written yet on this branch
-            if exc.name != mod:
-                raise
+        import_module(mod)
     for mod in filter(None, (m.strip() for m in os.environ.get("SGDSCOPE_WORKLOAD_MODULES", "").split(","))):
         try:
             import_module(mod)
