@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ CATEGORIES: tuple[str, ...] = (
     "backward",
     "optimizer_update",
     "framework_overhead",
+    "cpu_contention",  # the step thread runnable but waiting for a core (a busy machine)
     "host_device_transfer",
     "compile_trace",
     "other",
@@ -128,6 +130,77 @@ MANIFEST_KEYS: tuple[str, ...] = (
 
 STATUSES = ("ok", "failed", "timeout", "cancelled")
 
+#: Where a run came from: a workload variant, a user's script, an attached job, an import.
+SOURCES = ("workload", "script", "attach")
+
+#: A run id: ``<UTC date>-<UTC time>-<workload>-<variant>-<6 hex>`` (``store.new_id``).
+RUN_ID_RE = re.compile(r"^[0-9]{8}-[0-9]{6}-[a-z0-9_]+-[a-z0-9_]+-[0-9a-f]{6}$")
+
+#: The keys a manifest needs to be read at all (bundles check these before anything else).
+REQUIRED_MANIFEST_KEYS: tuple[str, ...] = ("schema_version", "run_id", "workload", "variant", "status")
+
+#: Expected JSON types of the manifest's keys (None allowed for every key but the required).
+_MANIFEST_TYPES: dict[str, tuple[type, ...]] = {
+    "schema_version": (int,), "sgdscope_version": (str,), "run_id": (str,), "experiment_id": (str,),
+    "workload": (str,), "variant": (str,), "params": (dict,), "status": (str,), "error": (str,),
+    "stderr_tail": (str,), "created_at": (str,), "timings": (dict,), "environment": (dict,),
+    "results": (dict,), "capture": (dict,), "samplers": (dict,), "analysis": (dict,),
+    "source": (str,), "order": (int,),
+}
+
+
+def new_manifest(*, run_id: str, workload: str, variant: str, status: str, source: str = "workload",
+                 experiment_id: str | None = None, params: dict[str, Any] | None = None,
+                 error: str | None = None, stderr_tail: str = "", created_at: str | None = None,
+                 timings: dict[str, Any] | None = None, environment: dict[str, Any] | None = None,
+                 results: dict[str, Any] | None = None, capture: dict[str, Any] | None = None,
+                 samplers: dict[str, Any] | None = None, order: int = 0,
+                 **extra: Any) -> dict[str, Any]:
+    """The one constructor of a run manifest: every producer (worker, supervisor, script
+    worker, attach) builds its manifest here, so every key of MANIFEST_KEYS is present and
+    typed, and ``validate_manifest`` holds on write."""
+    from datetime import datetime, timezone
+
+    from profilers import __version__
+
+    manifest: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION, "sgdscope_version": __version__,
+        "run_id": run_id, "experiment_id": experiment_id, "order": int(order),
+        "workload": workload, "variant": variant, "params": dict(params or {}),
+        "status": status, "error": error, "stderr_tail": stderr_tail or "",
+        "created_at": created_at or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "timings": dict(timings or {}), "environment": dict(environment or {}),
+        "results": dict(results or {}), "capture": dict(capture or {"profiled": False, "xplane": None}),
+        "samplers": dict(samplers or {}), "source": source,
+    }
+    manifest.update(extra)
+    validate_manifest(manifest, f" of run {run_id}")
+    return manifest
+
+
+def validate_manifest(manifest: Any, where: str = "") -> dict[str, Any]:
+    """Return ``manifest`` or raise ``BadTable`` naming the first key that is missing or of
+    the wrong type (a list, a string where an object belongs, an unknown status)."""
+    if not isinstance(manifest, dict):
+        raise BadTable(f"The manifest{where} is a JSON {type(manifest).__name__}, not an object.",
+                       "The run is damaged: delete it, or re-import it from its bundle.")
+    missing = [k for k in REQUIRED_MANIFEST_KEYS if k not in manifest]
+    if missing:
+        raise BadTable(f"The manifest{where} lacks {', '.join(missing)}.",
+                       "The run is damaged: delete it, or re-import it from its bundle.")
+    for key, types in _MANIFEST_TYPES.items():
+        value = manifest.get(key)
+        if value is None and key not in REQUIRED_MANIFEST_KEYS:
+            continue
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise BadTable(f"The manifest{where} has {key} = {str(value)[:60]!r}, not a "
+                           f"{'/'.join(t.__name__ for t in types)}.",
+                           "The run is damaged: delete it, or re-import it from its bundle.")
+    if manifest["status"] not in STATUSES:
+        raise BadTable(f"The manifest{where} has an unknown status {manifest['status']!r}.",
+                       f"Valid statuses: {', '.join(STATUSES)}.")
+    return manifest
+
 
 def empty_table(name: str) -> pd.DataFrame:
     schema = SCHEMAS[name]
@@ -173,6 +246,30 @@ def _parse_bool(value: Any) -> bool:
     if text in ("false", "0"):
         return False
     raise ValueError(f"not a boolean: {value!r}")
+
+
+def fsync_dir(path: Path) -> None:
+    """fsync a directory, so that the renames and creations inside it are on disk."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(root: Path) -> None:
+    """fsync every file and directory under ``root`` (and ``root``), deepest first."""
+    for dirpath, _dirs, files in os.walk(root, topdown=False):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            if os.path.islink(path):
+                continue
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(Path(dirpath))
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -238,6 +335,7 @@ class RunProfile:
         for name, df in self.tables.items():
             df = validate_table(name, df, f" of run {self.manifest.get('run_id')}")
             atomic_write_text(run_dir / "tables" / f"{name}.csv", df.to_csv(index=False))
+        validate_manifest(self.manifest, f" of run {self.manifest.get('run_id')}")
         atomic_write_text(run_dir / "findings.json", dumps(self.findings))
         atomic_write_text(run_dir / "manifest.json", dumps(self.manifest))
         self.run_dir = run_dir
@@ -253,9 +351,10 @@ class RunProfile:
                               "Run `sgdscope list` to see stored runs.")
         try:
             manifest = json.loads(mpath.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise BadTable(f"{mpath} is not valid JSON: {exc}.",
                            "Delete the run, or re-import it from its bundle.") from None
+        check_manifest(manifest, mpath)
         tables: dict[str, pd.DataFrame] = {}
         for name in SCHEMAS:
             path = run_dir / "tables" / f"{name}.csv"
@@ -264,12 +363,45 @@ class RunProfile:
         findings: list[dict[str, Any]] = []
         fpath = run_dir / "findings.json"
         if fpath.is_file():
+            hint = ("Delete that findings.json (then `sgdscope analyze RUN_ID` recomputes the "
+                    "findings), or delete the run.")
             try:
                 findings = json.loads(fpath.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as exc:
-                raise BadTable(f"{fpath} is not valid JSON: {exc}.",
-                               "Run `sgdscope analyze RUN_ID` to recompute findings.") from None
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise BadTable(f"{fpath} is not valid JSON: {exc}.", hint) from None
+            if not isinstance(findings, list) or not all(isinstance(f, dict) for f in findings):
+                raise BadTable(f"{fpath} is not a list of findings (JSON objects).", hint)
         return cls(manifest=manifest, tables=tables, findings=findings, run_dir=run_dir)
+
+
+#: Manifest keys whose value, when present and not null, must be a JSON object.
+_MANIFEST_OBJECTS = ("params", "timings", "environment", "results", "capture", "samplers")
+
+
+def check_manifest(manifest: Any, where: Path | str) -> None:
+    """Raise ``BadTable`` naming the first key of the wrong shape (a manifest that is
+    valid JSON but not a run's manifest)."""
+    hint = "The run is damaged: delete it, or re-import it from its bundle."
+    if not isinstance(manifest, dict):
+        raise BadTable(f"{where} is a JSON {type(manifest).__name__}, not a run manifest (an object).", hint)
+    if not isinstance(manifest.get("run_id"), str):
+        raise BadTable(f"{where} has no run_id string.", hint)
+    for key in ("status", "workload", "variant", "experiment_id", "created_at", "error", "source"):
+        if manifest.get(key) is not None and not isinstance(manifest[key], str):
+            raise BadTable(f"{where}: {key!r} is a {type(manifest[key]).__name__}, not a string.", hint)
+    for key in _MANIFEST_OBJECTS:
+        if manifest.get(key) is not None and not isinstance(manifest[key], dict):
+            raise BadTable(f"{where}: {key!r} is a {type(manifest[key]).__name__}, not an object.", hint)
+    res = manifest.get("results") or {}
+    if res.get("step_ms") is not None and not isinstance(res["step_ms"], dict):
+        raise BadTable(f"{where}: 'results.step_ms' is not an object.", hint)
+    numbers = {"results.steps": res.get("steps"), "results.final_loss": res.get("final_loss"),
+               **{f"results.step_ms.{k}": (res.get("step_ms") or {}).get(k) for k in ("median", "p10", "p90")}}
+    for key, value in numbers.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise BadTable(f"{where}: {key!r} is {value!r}, not a number.", hint)
+    if manifest.get("order") is not None and not isinstance(manifest["order"], (int, float)):
+        raise BadTable(f"{where}: 'order' is {manifest['order']!r}, not a number.", hint)
 
 
 def read_table_csv(name: str, path: Path) -> pd.DataFrame:
@@ -279,7 +411,7 @@ def read_table_csv(name: str, path: Path) -> pd.DataFrame:
         df = pd.read_csv(path, dtype=string_cols, keep_default_na=True)
     except pd.errors.EmptyDataError:
         return empty_table(name)
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         raise BadTable(f"Table {path} cannot be parsed: {exc}.",
                        "The run is damaged: delete it or re-import its bundle.") from None
     return validate_table(name, df, f" ({path})")
