@@ -1,7 +1,8 @@
 """Crossover sweeps: one workload over several problem sizes and several variants.
 
 A sweep is a list of experiments, one per size (params zipped from ``grid``), run one
-after another; its record (``_sweeps/<id>.json`` in the store) lists them so the CLI,
+after another in ONE worker process (``profilers.services.start_sweep``: TensorFlow is
+imported once, and the sweep's log ``_sweeps/<id>.log`` says so); its record (``_sweeps/<id>.json`` in the store) lists them so the CLI,
 the dashboard and bench/crossover.py read the same thing. ``crossover_table`` is pure:
 per size, each variant's median step and its ratio to the NumPy baseline, the best TF
 variant, and the first size where that variant overtakes NumPy.
@@ -16,9 +17,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from profilers.errors import BadInput
-from profilers.model import atomic_write_text, dumps
-from profilers.spec import ExperimentSpec
-from profilers.store import RunStore, new_id
+from profilers.store import RunStore
 
 
 def parse_grid(pairs: list[str]) -> list[dict[str, str]]:
@@ -44,25 +43,12 @@ def size_label(point: dict[str, Any]) -> str:
 def run_sweep(store: RunStore, workload: str, variants: list[str], grid: list[dict[str, str]],
               base_params: dict[str, str], timeout_s: float,
               on_point: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    from profilers.session import launch
+    """Run every size in one worker (``services.start_sweep``) and wait for the last one."""
+    from profilers.services import start_sweep
 
-    specs = [ExperimentSpec(workload=workload, variants=variants, params={**base_params, **point},
-                            timeout_s=timeout_s, samplers=["host"]) for point in grid]
-    for spec in specs:  # every point is checked before the first one runs
-        spec.validate()
-    sweep_id = new_id("sweep", workload)
-    record: dict[str, Any] = {"sweep_id": sweep_id, "workload": workload, "variants": variants,
-                              "grid": grid, "base_params": base_params, "experiments": []}
-    path = store.home / "_sweeps" / f"{sweep_id}.json"
-    for i, (spec, point) in enumerate(zip(specs, grid)):
-        handle = launch(spec, store)
-        state = handle.wait()
-        record["experiments"].append({"point": point, "label": size_label(point),
-                                      "experiment_id": handle.experiment_id, "status": state["status"]})
-        atomic_write_text(path, dumps(record))
-        if on_point is not None:
-            on_point(i, state)
-    return record
+    handle = start_sweep(store, workload, variants, grid, base_params, timeout_s)
+    handle.wait(on_point=on_point)
+    return handle.record
 
 
 def list_sweeps(store: RunStore) -> list[dict[str, Any]]:
@@ -70,6 +56,12 @@ def list_sweeps(store: RunStore) -> list[dict[str, Any]]:
     if not folder.is_dir():
         return []
     return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.json"), reverse=True)]
+
+
+def sweep_log(store: RunStore, record: dict[str, Any]) -> str:
+    """The sweep's log (which worker ran it, TensorFlow imported once), or ""."""
+    path = store.home / "_sweeps" / f"{record['sweep_id']}.log"
+    return path.read_text(encoding="utf-8") if path.exists() else ""
 
 
 def sweep_points(store: RunStore, record: dict[str, Any]) -> pd.DataFrame:
