@@ -25,6 +25,12 @@ steps are found in the capture's events instead (``xprof_tools.trace_events``):
 5. **Boundaries**: every occurrence of the shortest run of labels starting at that phase
    that occurs once per iteration. A step runs from one boundary to the next; the last,
    incomplete one is dropped.
+6. **When nothing repeats** (a loop that retraces on most calls dispatches different eager
+   ops while it traces, which breaks the pattern): the steps start at each top-level
+   iterator fetch (``method = "iterator"``), else at each top-level call of the most
+   called ``tf.function`` (``method = "function_calls"``). Function labels are
+   normalised first (``function_label``): ``__inference_train_step_123`` is
+   ``train_step`` whatever its trace id, so a retrace is still the same function.
 
 The result becomes synthetic step markers, so ``profilers.breakdown.breakdown_from_trace``
 attributes the inferred steps exactly as it does marked ones. ``consumer_view`` drops the
@@ -52,6 +58,10 @@ PERIOD_SEARCH_LEN = 12000
 MIN_REPEATS = 3
 
 GETNEXT_RE = re.compile(r"IteratorGetNext")
+#: ``__inference_train_step_123`` (and XLA's ``..._123_jit``...): the function, any trace id.
+_TRACE_ID_RE = re.compile(r"^(?:EagerLocalExecute: )?__(?:inference|forward|backward)_(.+?)_\d+(?:_[A-Za-z]\w*)?$")
+#: Fallback cuts need at least this many boundaries (two complete steps).
+MIN_FALLBACK_BOUNDARIES = 3
 _UPDATE_RE = re.compile(r"^(Assign(Add|Sub)?VariableOp|ResourceApply\w+|ResourceSparseApply\w+)$")
 _TFDATA_THREAD_RE = re.compile(r"^tf_data")
 
@@ -63,13 +73,20 @@ class StepCut:
     start_us: np.ndarray
     end_us: np.ndarray
     lane: tuple[int, int] | None  # (pid, tid) of the dispatch thread
-    method: str  # "period" | "none"
+    method: str  # "period" | "iterator" | "function_calls" | "none"
     reason: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def count(self) -> int:
         return int(len(self.start_us))
+
+
+def function_label(name: str) -> str:
+    """A tf.function's name without its trace id: ``__inference_train_step_123`` and
+    ``__inference_train_step_456`` are both ``train_step`` (each retrace gets a new id)."""
+    m = _TRACE_ID_RE.match(name)
+    return m.group(1) if m else name
 
 
 def consumer_view(events: pd.DataFrame) -> pd.DataFrame:
@@ -141,9 +158,9 @@ def dispatch_sequence(events: pd.DataFrame) -> tuple[pd.DataFrame, tuple[int, in
         e_ts = np.where(ok, p_s[np.clip(k, 0, None)], e_ts)
         e_end = np.where(ok, p_e[np.clip(k, 0, None)], e_end)
     seq = pd.concat([
-        pd.DataFrame({"label": calls["name"].astype("string").to_numpy(),
+        pd.DataFrame({"label": [function_label(str(x)) for x in calls["name"].tolist()],
                       "ts_us": c_start, "dur_us": c_end - c_start, "kind": "call"}),
-        pd.DataFrame({"label": eager["eager_op"].astype("string").fillna("?").to_numpy(),
+        pd.DataFrame({"label": [function_label(str(x)) for x in eager["eager_op"].astype("string").fillna("?").tolist()],
                       "ts_us": e_ts, "dur_us": e_end - e_ts, "kind": "eager"}),
     ], ignore_index=True).sort_values("ts_us", kind="stable").reset_index(drop=True)
     return seq.astype({"label": "string", "kind": "string"}), (pid, tid)
@@ -226,9 +243,9 @@ def infer_steps(events: pd.DataFrame) -> StepCut:
                                "dispatch_thread": {"pid": lane[0], "tid": lane[1]} if lane else None,
                                "period": p, "period_score": round(score, 4)}
     if p == 0:
-        return StepCut(none, none, lane, "none",
-                       f"no repeating pattern in the {len(codes)} dispatches of the capture "
-                       f"(best self-match {score:.0%} < {MIN_PERIOD_SCORE:.0%})", details)
+        why_not = (f"no repeating pattern in the {len(codes)} dispatches of the capture "
+                   f"(best self-match {score:.0%} < {MIN_PERIOD_SCORE:.0%})")
+        return _fallback_cut(seq, lane, details, why_not)
     s0 = _main_stretch(codes, p)
     unit = codes[s0:s0 + p].tolist()
     names = {v: k for k, v in vocab.items()}
@@ -242,9 +259,34 @@ def infer_steps(events: pd.DataFrame) -> StepCut:
                     "step_starts_at": why, "anchor": [names[c] for c in gram],
                     "boundaries": int(len(hits))})
     if len(starts) < 2:
-        return StepCut(none, none, lane, "none",
-                       "the loop body repeats, but fewer than two iterations were captured", details)
+        return _fallback_cut(seq, lane, details,
+                             "the loop body repeats, but fewer than two iterations were captured")
     return StepCut(starts[:-1], starts[1:], lane, "period", None, details)
+
+
+def _fallback_cut(seq: pd.DataFrame, lane: tuple[int, int] | None, details: dict[str, Any],
+                  why_not: str) -> StepCut:
+    """Steps from one boundary signal when the dispatches do not repeat: each top-level
+    iterator fetch, else each top-level call of the most called tf.function."""
+    none = np.zeros(0)
+    label = seq["label"].astype(str)
+    ts = seq["ts_us"].to_numpy(dtype=float)
+    fetch = ts[label.str.contains(GETNEXT_RE.pattern).to_numpy(dtype=bool)]
+    details["period_failed"] = why_not
+    if len(fetch) >= MIN_FALLBACK_BOUNDARIES:
+        details.update({"step_starts_at": "iterator fetch", "boundaries": int(len(fetch))})
+        return StepCut(fetch[:-1], fetch[1:], lane, "iterator", None, details)
+    calls = seq[seq["kind"].astype(str) == "call"]
+    if len(calls):
+        counts = calls["label"].astype(str).value_counts()
+        fn, n = str(counts.index[0]), int(counts.iloc[0])
+        if n >= MIN_FALLBACK_BOUNDARIES:
+            starts = calls.loc[calls["label"].astype(str) == fn, "ts_us"].to_numpy(dtype=float)
+            details.update({"step_starts_at": f"tf.function call ({fn})", "boundaries": int(len(starts))})
+            return StepCut(starts[:-1], starts[1:], lane, "function_calls", None, details)
+    return StepCut(none, none, lane, "none",
+                   f"{why_not}; fewer than {MIN_FALLBACK_BOUNDARIES} iterator fetches and "
+                   f"tf.function calls to cut at", details)
 
 
 def marker_events(cut: StepCut, first_step: int = 0) -> pd.DataFrame:
@@ -293,13 +335,17 @@ def _union_in(starts: np.ndarray, ends: np.ndarray, a: float, b: float) -> float
 
 def eager_time(events: pd.DataFrame, starts: np.ndarray, ends: np.ndarray,
                lane: tuple[int, int] | None = None) -> np.ndarray:
-    """µs per window spent dispatching and running eager ops.
+    """µs per window that graph mode would remove: eager dispatch and the Python around it.
 
-    Counted on the dispatch thread (``lane``; by default the one ``dispatch_sequence``
-    picks): each non-function ``EagerExecute`` together with the Python-to-C++ call
-    around it (``TFE_Py_*``) when there is one. The iterator fetch is left out (input
-    wait), and so are eager ops inside a ``tf.function`` call (they run while it traces:
-    tracing time).
+    On the dispatch thread (``lane``; by default the one ``dispatch_sequence`` picks), the
+    eager dispatches are each non-function ``EagerExecute`` together with the
+    Python-to-C++ call around it (``TFE_Py_*``). Within a window the eager region runs from
+    the first dispatch's start to the last one's end: the model's Python between the ops
+    is eager cost too (a ``tf.function`` runs it once, at trace time). Left out of it: the
+    op kernels themselves (``tf_op`` events inside the dispatches: a graph runs them too),
+    the iterator fetch (input wait), and ``tf.function`` calls (already graphs; eager ops
+    inside them run while tracing: tracing time). A window with one dispatch counts just
+    that dispatch.
     """
     if lane is None:
         _, lane = dispatch_sequence(events)
@@ -309,16 +355,17 @@ def eager_time(events: pd.DataFrame, starts: np.ndarray, ends: np.ndarray,
     name = on["name"].astype("string").fillna("")
     ts = on["ts_us"].to_numpy(dtype=float)
     te = ts + on["dur_us"].to_numpy(dtype=float)
-    ex = ((name == "EagerExecute").to_numpy(dtype=bool) & ~on["is_func"].to_numpy(dtype=bool)
-          & ~on["eager_op"].astype("string").fillna("").str.contains(GETNEXT_RE.pattern).to_numpy(dtype=bool))
+    is_exec = (name == "EagerExecute").to_numpy(dtype=bool) & ~on["is_func"].to_numpy(dtype=bool)
+    fetch = on["eager_op"].astype("string").fillna("").str.contains(GETNEXT_RE.pattern).to_numpy(dtype=bool)
+    ex = is_exec & ~fetch
     e_s, e_e = ts[ex], te[ex]
     calls = on["function_call"].notna().to_numpy()
+    c_s, c_e = ts[calls], te[calls]
     if calls.any():
-        c_s, c_e = ts[calls], te[calls]
         o = np.argsort(c_s)
-        c_s, c_e = c_s[o], np.maximum.accumulate(c_e[o])
-        k = np.searchsorted(c_s, e_s, side="right") - 1
-        inside = (k >= 0) & (e_s < c_e[np.clip(k, 0, None)])
+        cs, ce = c_s[o], np.maximum.accumulate(c_e[o])
+        k = np.searchsorted(cs, e_s, side="right") - 1
+        inside = (k >= 0) & (e_s < ce[np.clip(k, 0, None)])
         e_s, e_e = e_s[~inside], e_e[~inside]
     py = name.str.startswith("TFE_Py_").to_numpy(dtype=bool)
     if py.any() and len(e_s):
@@ -329,7 +376,22 @@ def eager_time(events: pd.DataFrame, starts: np.ndarray, ends: np.ndarray,
         ok = (k >= 0) & (e_e <= p_e[np.clip(k, 0, None)])
         e_s = np.where(ok, p_s[np.clip(k, 0, None)], e_s)
         e_e = np.where(ok, p_e[np.clip(k, 0, None)], e_e)
-    return np.asarray([_union_in(e_s, e_e, a, b) for a, b in zip(starts.tolist(), ends.tolist())])
+    # Not removable by graph mode: kernels, fetches, function calls.
+    kern = on["tf_op"].to_numpy(dtype=bool) & ~is_exec
+    keep_s = np.concatenate([ts[kern], ts[is_exec & fetch], c_s])
+    keep_e = np.concatenate([te[kern], te[is_exec & fetch], c_e])
+    out = np.zeros(len(starts))
+    for i, (a, b) in enumerate(zip(starts.tolist(), ends.tolist())):
+        sel = (e_s < b) & (e_e > a)
+        n = int(sel.sum())
+        if n == 0:
+            continue
+        if n == 1:
+            lo, hi = max(float(e_s[sel][0]), a), min(float(e_e[sel][0]), b)
+        else:
+            lo, hi = max(float(e_s[sel].min()), a), min(float(e_e[sel].max()), b)
+        out[i] = max(hi - lo - _union_in(keep_s, keep_e, lo, hi), 0.0)
+    return out
 
 
 def function_calls(events: pd.DataFrame, starts: np.ndarray | None = None,
@@ -349,7 +411,8 @@ def function_calls(events: pd.DataFrame, starts: np.ndarray | None = None,
         ok = (k >= 0) & (ts < e[np.clip(k, 0, None)])
         calls = calls[ok]
     rows = []
-    for name, grp in calls.groupby(calls["name"].astype(str), sort=True):
+    names = calls["name"].astype(str).map(function_label)
+    for name, grp in calls.groupby(names, sort=True):
         kind = grp["function_call"].astype(str)
         traced = kind.str.startswith("traced")
         dur_ms = grp["dur_us"].to_numpy(dtype=float) / 1e3
@@ -367,7 +430,8 @@ def function_calls(events: pd.DataFrame, starts: np.ndarray | None = None,
 
 def eager_facts(events: pd.DataFrame, steps: pd.DataFrame) -> dict[str, float] | None:
     """Eager share of the measured, marked steps of a capture (a workload run's trace):
-    ``eager_share``, ``eager_ms_per_step``; None when no measured step has a marker."""
+    ``eager_share`` (median over steps of the removable eager time over the step, see
+    ``eager_time``), ``eager_ms_per_step``; None when no measured step has a marker."""
     m_steps, m_start, m_end = marker_windows(events)
     if not len(m_steps):
         return None
@@ -377,5 +441,9 @@ def eager_facts(events: pd.DataFrame, steps: pd.DataFrame) -> dict[str, float] |
         return None
     eager = eager_time(events, m_start[keep], m_end[keep])
     wall = (m_end - m_start)[keep]
-    return {"eager_share": float(eager.sum() / wall.sum()) if wall.sum() > 0 else 0.0,
+    ok = wall > 0
+    if not ok.any():
+        return None
+    # The median step's share: one stalled step in the window must not decide it.
+    return {"eager_share": float(np.median(eager[ok] / wall[ok])),
             "eager_ms_per_step": float(np.median(eager) / 1e3)}
