@@ -69,8 +69,46 @@ def print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
 
 
 # -- run ---------------------------------------------------------------------------------
+def workload_help(name: str | None) -> str:
+    """``run WORKLOAD --help``: the workload's variants, and its params with their defaults
+    (and the variants that read them); without a name, the workloads."""
+    from workloads import WORKLOADS
+
+    if name not in WORKLOADS:
+        return "workloads: " + ", ".join(sorted(WORKLOADS)) + "  (then: sgdscope run WORKLOAD --help)"
+    w = WORKLOADS[name]
+    lines = [f"\n{name}: {w.help}".rstrip(), "\nvariants:"]
+    lines += [f"  {v:<19} {var.help}" + (" [baseline]" if v == w.baseline else "")
+              for v, var in w.variants.items()]
+    lines.append("\nparams (--param KEY=VALUE):")
+    for p in w.params.values():
+        only = f" (only {', '.join(p.variants)})" if p.variants else ""
+        choices = f" {{{','.join(map(str, p.choices))}}}" if p.choices else ""
+        default = "none" if p.default is None else p.default
+        lines.append(f"  {p.name:<19} default {default}{choices}: {p.help}{only}")
+    if w.presets:
+        lines.append("\npresets (--param preset=NAME): " + ", ".join(w.presets))
+    return "\n".join(lines)
+
+
+class _WorkloadHelp(argparse.Action):
+    """``-h/--help`` that adds the chosen workload's variants and params."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, default=argparse.SUPPRESS, nargs=0,
+                         help="show this help, with WORKLOAD's variants and params")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        parser.print_help()
+        print(workload_help(getattr(namespace, "workload", None)))
+        parser.exit()
+
+
 def _run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("workload", help="workload name (see `sgdscope run --help` for the list)")
+    p.conflict_handler = p._optionals.conflict_handler = "resolve"  # replace the plain -h/--help
+    p.add_argument("-h", "--help", action=_WorkloadHelp)
+    p.add_argument("workload", help="workload name (`sgdscope run WORKLOAD --help` lists its variants and params)")
     p.add_argument("--variants", required=True, help="comma-separated variant names")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="workload parameter; repeatable")
@@ -129,10 +167,14 @@ def cmd_run(args: argparse.Namespace, store: RunStore) -> int:
 
     explanations = explain_experiment([(p.manifest["variant"], p.manifest.get("results") or {})
                                        for p in profiles], WORKLOADS[spec.workload].baseline)
+    from profilers.verdict import for_profiles
+
+    verdict = for_profiles(profiles).text
     if args.json:
         emit_json({"experiment_id": handle.experiment_id, "status": state["status"], "runs": runs,
-                   "explanations": explanations})
+                   "verdict": verdict, "explanations": explanations})
     else:
+        print(f"Verdict: {verdict}\n")
         print_table([{"variant": r["variant"], "status": r["status"], "steps": r["steps"],
                       "median_ms": fmt_ms(r["step_ms"]["median"]),
                       "p10-p90_ms": f"{fmt_ms(r['step_ms']['p10'])}-{fmt_ms(r['step_ms']['p90'])}",

@@ -31,6 +31,12 @@ class Param:
     help: str
     choices: tuple[Any, ...] | None = None
     minimum: float | None = None
+    #: The variants that read this param (None: every variant).
+    variants: tuple[str, ...] | None = None
+
+    def used_by(self, variants: Any) -> bool:
+        """Whether any of ``variants`` reads this param."""
+        return self.variants is None or any(v in self.variants for v in variants)
 
     def parse(self, raw: Any) -> Any:
         """Turn a CLI/UI value into ``kind``; raise ``BadInput`` that says what is valid."""

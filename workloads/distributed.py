@@ -63,11 +63,14 @@ STDERR_TAIL_CHARS = 3000
 PARAMS: dict[str, Param] = {
     "workers": Param("workers", int, 2, "mirrored: replicas (logical CPU devices) in one process; "
                                         "multi_worker: worker processes on loopback. batch_size "
-                                        "must divide evenly among them", minimum=1),
+                                        "must divide evenly among them", minimum=1,
+                     variants=("mirrored", "multi_worker")),
     "straggler": Param("straggler", int, -1, "multi_worker: index of the worker slowed by "
-                                             "straggler_ms per step (-1: none)", minimum=-1),
+                                             "straggler_ms per step (-1: none)", minimum=-1,
+                       variants=("multi_worker",)),
     "straggler_ms": Param("straggler_ms", float, 50.0, "multi_worker: the planted straggler's "
-                                                       "sleep per step, ms", minimum=0),
+                                                       "sleep per step, ms", minimum=0,
+                          variants=("multi_worker",)),
 }
 
 VARIANTS: dict[str, Variant] = {

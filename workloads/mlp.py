@@ -192,7 +192,7 @@ class Mlp(Workload):
         "steps_per_execution": Param(
             "steps_per_execution", int, 1, "keras_fit only (other variants ignore it): steps per "
             "compiled call; Keras then calls the callbacks once per call, so those steps are "
-            "recorded as one block with its mean wall time", minimum=1),
+            "recorded as one block with its mean wall time", minimum=1, variants=("keras_fit",)),
         "warmup_steps": Param("warmup_steps", int, 5, "steps recorded but left out of the statistics",
                               minimum=0),
         "seed": Param("seed", int, 0, "seed of data, teacher, initial weights and batch order",
