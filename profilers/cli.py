@@ -1,18 +1,24 @@
 """``sgdscope``: the command line, mirroring the pipeline (run, list, show, delete, ...).
 
 Subcommands live in the ``COMMANDS`` registry (name -> (help, add_arguments, handler)).
-Every subcommand takes ``--json`` and ``--home``. Errors from ``profilers.errors`` are
-printed with their hint and mapped to their exit code. Must not import tensorflow,
+Every subcommand takes ``--json`` and ``--home``. ``main`` is the one error funnel:
+errors from ``profilers.errors``, and every ``OSError``, ``UnicodeError`` and unreadable
+file, are printed as a message with a hint (and as JSON with ``--json``) and mapped to
+their exit code, never a traceback; a closed pipe (``| head``) ends quietly. Must not import tensorflow,
 pynvml or streamlit.
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
+import signal
+import sqlite3
 import sys
 from typing import Any, Callable
 
-from profilers.errors import CaptureFailed, SgdscopeError
+from profilers.errors import BadInput, BadTable, CaptureFailed, SgdscopeError
 from profilers.model import json_safe
 from profilers.store import RunStore
 
@@ -138,14 +144,38 @@ class _Bars:
         self.drawn = len(lines)
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def wait_for(handle: Any, quiet: bool) -> dict[str, Any]:
+    """Wait for an experiment; Ctrl-C, SIGTERM or a closed terminal (SIGHUP) cancel it.
+    Its id is printed first, for ``sgdscope cancel`` from another terminal."""
     bars = None if quiet or not sys.stderr.isatty() else _Bars()
+    if not quiet:
+        print(f"experiment {handle.experiment_id} (stop it with Ctrl-C or "
+              f"`sgdscope cancel {handle.experiment_id}`)", file=sys.stderr)
+    previous = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            previous[sig] = signal.signal(sig, _interrupt)
+        except ValueError:  # not the main thread: leave the handlers alone
+            break
     try:
         return handle.wait(on_progress=bars)
     except KeyboardInterrupt:
         print("Cancelling...", file=sys.stderr)
         handle.cancel()
         return handle.wait()
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def print_experiment_error(experiment_id: str, state: dict[str, Any]) -> None:
+    """The experiment-level reason (the supervisor's), when it did not end ``ok``."""
+    if state.get("status") != "ok" and state.get("error"):
+        print(f"error: experiment {experiment_id} {state['status']}: {state['error']}", file=sys.stderr)
 
 
 @command("run", "run a workload's variants in an isolated worker and store the runs", _run_args)
@@ -171,7 +201,8 @@ def cmd_run(args: argparse.Namespace, store: RunStore) -> int:
 
     verdict = for_profiles(profiles).text
     if args.json:
-        emit_json({"experiment_id": handle.experiment_id, "status": state["status"], "runs": runs,
+        emit_json({"experiment_id": handle.experiment_id, "status": state["status"],
+                   "error": state.get("error"), "runs": runs,
                    "verdict": verdict, "explanations": explanations})
     else:
         print(f"Verdict: {verdict}\n")
@@ -190,6 +221,7 @@ def cmd_run(args: argparse.Namespace, store: RunStore) -> int:
             print("\nWhere the time goes:")
             for line in explanations:
                 print(f"  {line}")
+    print_experiment_error(handle.experiment_id, state)
     return 0 if state["status"] == "ok" else CaptureFailed.exit_code
 
 
@@ -241,6 +273,7 @@ def _no_args(p: argparse.ArgumentParser) -> None:
 def cmd_list(args: argparse.Namespace, store: RunStore) -> int:
     df = store.list()
     rows = json_safe(df.to_dict(orient="records"))
+    damaged = [r for r in rows if r["status"] == "damaged"]
     if args.json:
         emit_json({"home": str(store.home), "runs": rows})
     elif not rows:
@@ -248,8 +281,12 @@ def cmd_list(args: argparse.Namespace, store: RunStore) -> int:
     else:
         for r in rows:
             r["median_ms"] = fmt_ms(r["median_ms"])
+            r["steps"] = "" if r["steps"] is None else r["steps"]
         print_table(rows, ["run_id", "workload", "variant", "status", "steps", "median_ms",
                            "loss_matches_baseline"])
+    for r in damaged if not args.json else []:
+        print(f"damaged: {r['run_id']}: {r['damage']} Delete it with `sgdscope delete {r['run_id']}`.",
+              file=sys.stderr)
     return 0
 
 
@@ -281,6 +318,27 @@ def cmd_delete(args: argparse.Namespace, store: RunStore) -> int:
     return 0
 
 
+def _cancel_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("experiment_id", help="the id `sgdscope run` printed (also the Launch page's)")
+    p.add_argument("--wait", type=float, default=30.0, help="seconds to wait for it to stop (default 30)")
+
+
+@command("cancel", "cancel a running experiment (what the dashboard's Cancel does)", _cancel_args)
+def cmd_cancel(args: argparse.Namespace, store: RunStore) -> int:
+    from profilers.session import cancel_experiment
+    from profilers.spec import check_number
+
+    check_number("--wait", args.wait, minimum=0, maximum=3600)
+    state = cancel_experiment(store, args.experiment_id, wait_s=args.wait)
+    if args.json:
+        emit_json({"experiment_id": args.experiment_id, "status": state["status"], "error": state.get("error"),
+                   "run_ids": state.get("run_ids", [])})
+    else:
+        print(f"Experiment {args.experiment_id}: {state['status']}"
+              + (f" ({state['error']})" if state.get("error") else "") + ".")
+    return 0
+
+
 # -- entry point ---------------------------------------------------------------------------
 #: Modules that add subcommands to COMMANDS with @command when imported.
 COMMAND_MODULES: tuple[str, ...] = ("profilers.cli_triage", "profilers.cli_bundle", "profilers.cli_scaleout")
@@ -303,19 +361,83 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_OS_HINTS = {
+    errno.ENOENT: "Check that the path exists.",
+    errno.ENOTDIR: "A part of that path is a file, not a folder: choose another place.",
+    errno.EISDIR: "That path is a folder: give a file name.",
+    errno.EEXIST: "Something is already there: choose another name.",
+    errno.EACCES: "You may not write or read there: choose another place or fix its permissions.",
+    errno.EPERM: "You may not write or read there: choose another place or fix its permissions.",
+    errno.EROFS: "That file system is read-only: choose another place.",
+    errno.ENOSPC: "The disk is full: free some space (delete old runs with `sgdscope delete`).",
+    errno.ENAMETOOLONG: "The path is too long: choose a shorter one.",
+}
+
+
+def as_sgdscope_error(exc: BaseException) -> SgdscopeError | None:
+    """The user-facing error for an exception that is not a ``SgdscopeError`` but says
+    something about the user's files or system (None: a bug)."""
+    if isinstance(exc, OSError):
+        where = " ".join(f"'{f}'" for f in (exc.filename, exc.filename2) if f is not None)
+        what = exc.strerror or str(exc) or type(exc).__name__
+        return BadInput(f"{what}{': ' + where if where else ''}.",
+                        _OS_HINTS.get(exc.errno or 0, "Check the path and the disk, then try again."))
+    if isinstance(exc, UnicodeError):
+        return BadInput(f"A file is not readable text ({exc}).",
+                        "Save it as UTF-8 (or give a Python file with a correct coding line).")
+    if isinstance(exc, json.JSONDecodeError):
+        return BadTable(f"A JSON file cannot be read: {exc}.", "The file is damaged: delete or regenerate it.")
+    if isinstance(exc, sqlite3.Error):
+        return BadTable(f"The run index cannot be used: {exc}.", "Move index.sqlite aside; it is rebuilt "
+                        "from the run folders.")
+    return None
+
+
+def _report(exc: SgdscopeError, as_json: bool) -> int:
+    if as_json:
+        emit_json({"error": exc.message, "hint": exc.hint, "kind": type(exc).__name__})
+    print(f"error: {exc.message}", file=sys.stderr)
+    if exc.hint:
+        print(f"hint: {exc.hint}", file=sys.stderr)
+    return exc.exit_code
+
+
+def _stdout_gone() -> int:
+    """The reader of our output went away (``| head``): stop quietly, as a pipeline
+    expects. Point stdout at /dev/null so the interpreter's final flush fails no more."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + signal.SIGPIPE
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    store = RunStore(args.home)
+    as_json = bool(getattr(args, "json", False))
     try:
-        return int(COMMANDS[args.command][2](args, store) or 0)
-    except SgdscopeError as exc:
-        if getattr(args, "json", False):
-            emit_json({"error": exc.message, "hint": exc.hint, "kind": type(exc).__name__})
-        print(f"error: {exc.message}", file=sys.stderr)
-        if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
-        return exc.exit_code
+        try:
+            code = int(COMMANDS[args.command][2](args, RunStore(args.home)) or 0)
+            sys.stdout.flush()  # a closed pipe shows here, not at exit
+            return code
+        except SgdscopeError as exc:
+            return _report(exc, as_json)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 128 + signal.SIGINT
+        except BrokenPipeError:
+            raise
+        except Exception as exc:  # the funnel: files and system errors become messages
+            err = as_sgdscope_error(exc)
+            if err is None:
+                if os.environ.get("SGDSCOPE_DEBUG"):
+                    raise
+                err = SgdscopeError(f"internal error: {type(exc).__name__}: {exc}",
+                                    "This is a bug in sgdscope. Rerun with SGDSCOPE_DEBUG=1 for the "
+                                    "traceback, and report it.")
+            return _report(err, as_json)
+    except BrokenPipeError:
+        return _stdout_gone()
 
 
 if __name__ == "__main__":

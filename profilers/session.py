@@ -7,7 +7,14 @@ session, then returns at once: the caller (CLI or dashboard) never blocks on a r
 The supervisor starts the worker (``python -m profilers.worker``), enforces the timeout,
 honours a cancel request (a ``cancel`` file), and when the worker dies abnormally
 (crash, OOM kill, timeout, cancel) stores every variant that has no run yet as a run
-with status ``failed``/``timeout``/``cancelled``, its reason and the stderr tail.
+with status ``failed``/``timeout``/``cancelled``, its reason, the stderr tail and the
+worker's output in ``logs/``. That ending (``finish_experiment``) runs in a ``finally``,
+so ``status.json`` is written whatever went wrong. The worker dies with its supervisor
+(``PR_SET_PDEATHSIG``), and what is left of its process group is killed when it ends;
+if the supervisor itself is killed, the first handle that notices ends the experiment
+the same way. The worker's output files are capped (the newest ``OUTPUT_KEEP_BYTES``
+kept), and finished experiment folders older than ``EXPERIMENT_RETENTION_S`` are pruned
+at the next launch.
 
 Files in the experiment directory::
 
@@ -15,14 +22,18 @@ Files in the experiment directory::
     progress.jsonl   events appended by worker and supervisor (see ``read_progress``)
     status.json      written last by the supervisor: the experiment is over
     cancel           present when a cancel was requested
-    worker.stdout, worker.stderr, supervisor.log
+    worker.stdout, worker.stderr, supervisor.log, supervisor.pid, worker.pid
 
 Must not import tensorflow, pynvml or streamlit.
 """
 from __future__ import annotations
 
+import ctypes
 import json
+import logging
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,13 +42,22 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from profilers.errors import CaptureFailed
+from profilers.errors import CaptureFailed, RunNotFound, SgdscopeError
 from profilers.model import SCHEMA_VERSION, RunProfile, atomic_write_text, dumps
 from profilers.spec import ExperimentSpec
 from profilers.store import RunStore, new_id
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STDERR_TAIL_CHARS = 4000
+#: A worker output file (worker.stdout/.stderr) longer than this is cut to its newest
+#: OUTPUT_KEEP_BYTES; a run's own logs/ keep at most that much too.
+OUTPUT_CAP_BYTES = 8 * 2**20
+OUTPUT_KEEP_BYTES = 4 * 2**20
+#: Finished experiment folders (spec, progress, worker output) are removed after this.
+EXPERIMENT_RETENTION_S = 14 * 24 * 3600
+EXPERIMENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+PR_SET_PDEATHSIG = 1
+log = logging.getLogger(__name__)
 
 #: Experiment kind -> the worker module the supervisor starts. A "script" experiment
 #: profiles a user's own script (profilers.script_worker); its spec is checked by its
@@ -88,8 +108,12 @@ def read_progress(exp_dir: Path) -> dict[str, Any]:
             state["samplers"] = ev.get("status")
     status_path = exp_dir / "status.json"
     if status_path.exists():
-        final = json.loads(status_path.read_text(encoding="utf-8"))
-        state.update(status=final["status"], error=final.get("error"), phase="done")
+        try:
+            final = json.loads(status_path.read_text(encoding="utf-8"))
+            state.update(status=str(final["status"]), error=final.get("error"), phase="done")
+        except (ValueError, KeyError, TypeError) as exc:
+            state.update(status="failed", phase="done",
+                         error=f"{status_path} cannot be read ({type(exc).__name__}: {exc})")
     state["run_ids"] = [v["run_id"] for v in variants.values() if v["run_id"]
                         and v["status"] not in ("pending", "running")]
     return state
@@ -109,8 +133,14 @@ class ExperimentHandle:
             self._process.poll()  # reap the supervisor when it is done
         state = read_progress(self.exp_dir)
         if state["status"] == "running" and self._supervisor_gone():
-            state.update(status="failed", error="The supervisor process ended without a "
-                         "status; see supervisor.log in the experiment directory.")
+            # The supervisor was killed (kill -9, OOM): its worker died with it
+            # (PR_SET_PDEATHSIG). End the experiment here, once, as the supervisor would.
+            error = (f"the supervisor process ended without a status (killed?); see "
+                     f"{self.exp_dir / 'supervisor.log'}")
+            finish_orphan(self.store, self.exp_dir, error)
+            state = read_progress(self.exp_dir)
+            if state["status"] == "running":  # another process is ending it right now
+                state.update(status="failed", error=error)
         return state
 
     def _supervisor_gone(self) -> bool:
@@ -132,7 +162,10 @@ class ExperimentHandle:
         return self.progress()["status"] != "running"
 
     def cancel(self) -> None:
+        """Ask the supervisor to stop the worker (the dashboard's Cancel and
+        ``sgdscope cancel`` both come here); ends an orphaned experiment at once."""
         (self.exp_dir / "cancel").touch()
+        self.progress()
 
     def wait(self, poll_s: float = 0.2,
              on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
@@ -151,6 +184,8 @@ def launch(spec: ExperimentSpec, store: RunStore, kind: str = "workload") -> Exp
     lookup(WORKERS, kind, "experiment kind")
     if kind == "workload":
         spec.validate()
+    spec.validate_options()
+    prune_experiments(store)
     spec.experiment_id = spec.experiment_id or new_id("exp", spec.workload)
     exp_dir = store.experiments / spec.experiment_id
     exp_dir.mkdir(parents=True)
@@ -168,9 +203,47 @@ def launch(spec: ExperimentSpec, store: RunStore, kind: str = "workload") -> Exp
 
 def attach(store: RunStore, experiment_id: str) -> ExperimentHandle:
     exp_dir = store.experiments / experiment_id
-    if not (exp_dir / "spec.json").exists():
-        raise CaptureFailed(f"No experiment {experiment_id}.", "Launch one with `sgdscope run`.")
+    if not EXPERIMENT_ID_RE.match(experiment_id or "") or not (exp_dir / "spec.json").exists():
+        raise CaptureFailed(f"No experiment {experiment_id} in {store.experiments}.",
+                            "Launch one with `sgdscope run`; `sgdscope run` prints the id of the "
+                            "experiment it starts.")
     return ExperimentHandle(store, experiment_id)
+
+
+def cancel_experiment(store: RunStore, experiment_id: str, wait_s: float = 30.0) -> dict[str, Any]:
+    """Cancel a running experiment and wait (up to ``wait_s``) until it is over; the
+    final state. An experiment that is already over is left as it is."""
+    handle = attach(store, experiment_id)
+    state = handle.progress()
+    if state["status"] != "running":
+        return state
+    handle.cancel()
+    deadline = time.monotonic() + wait_s
+    while (state := handle.progress())["status"] == "running":
+        if time.monotonic() > deadline:
+            raise CaptureFailed(f"Experiment {experiment_id} did not stop within {wait_s:g} s of the "
+                                "cancel request.", f"See {handle.exp_dir / 'supervisor.log'}; the "
+                                "supervisor's pid is in supervisor.pid.")
+        time.sleep(0.1)
+    return state
+
+
+def prune_experiments(store: RunStore, retention_s: float = EXPERIMENT_RETENTION_S) -> list[str]:
+    """Remove finished experiment folders whose ``status.json`` is older than
+    ``retention_s`` (their runs are stored on their own); the ids removed."""
+    if not store.experiments.is_dir():
+        return []
+    cutoff = time.time() - retention_s
+    gone = []
+    for exp_dir in store.experiments.iterdir():
+        try:
+            old = (exp_dir / "status.json").stat().st_mtime < cutoff
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # running, or not an experiment
+        if old:
+            shutil.rmtree(exp_dir, onerror=lambda f, p, e: log.warning("cannot remove %s: %s", p, e[1]))
+            gone.append(exp_dir.name)
+    return gone
 
 
 # -- supervisor ------------------------------------------------------------------------
@@ -190,6 +263,67 @@ def _kill_group(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+def _kill_leftovers(pgid: int) -> None:
+    """SIGKILL whatever is left in the worker's process group (a script's children)."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        return  # nothing left
+    except PermissionError as exc:
+        log.warning("cannot kill process group %s: %s", pgid, exc)
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get SIGKILL when this process dies
+    (Linux ``prctl(PR_SET_PDEATHSIG)``), or None where prctl does not exist."""
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+def cap_output(path: Path, cap_bytes: int = OUTPUT_CAP_BYTES, keep_bytes: int = OUTPUT_KEEP_BYTES) -> None:
+    """Cut a worker output file longer than ``cap_bytes`` to its newest ``keep_bytes``,
+    behind a line that says so. The worker writes with O_APPEND, so it keeps appending
+    at the new end."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return
+    if size <= cap_bytes:
+        return
+    with open(path, "rb") as fh:
+        fh.seek(size - keep_bytes)
+        tail = fh.read(keep_bytes)
+    os.truncate(path, 0)
+    with open(path, "ab") as fh:
+        fh.write(f"[sgdscope: the first {size - len(tail)} bytes of this output were dropped; "
+                 f"the newest {len(tail)} are kept]\n".encode() + tail)
+
+
+def _copy_logs(exp_dir: Path, staged: Path) -> None:
+    """The worker's output (its newest OUTPUT_KEEP_BYTES) into a run's ``logs/``."""
+    logs = staged / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    for src, name in (("worker.stdout", "stdout.txt"), ("worker.stderr", "stderr.txt")):
+        path = exp_dir / src
+        data = b""
+        if path.is_file():
+            with open(path, "rb") as fh:
+                size = fh.seek(0, os.SEEK_END)
+                fh.seek(max(0, size - OUTPUT_KEEP_BYTES))
+                data = fh.read()
+        (logs / name).write_bytes(data)
 
 
 def _describe_exit(code: int) -> str:
@@ -217,50 +351,129 @@ def failed_run(spec: ExperimentSpec, variant: str, status: str, error: str,
     })
 
 
+def finish_experiment(exp_dir: Path, spec: ExperimentSpec, store: RunStore, status: str,
+                      error: str | None, kind: str = "workload") -> str:
+    """End an experiment: a stored run (reason, stderr tail, the worker's output in
+    ``logs/``) for every variant that has none, then ``status.json``, which is written in
+    a ``finally`` whatever fails before it. Returns the final status."""
+    problems: list[str] = []
+    try:
+        state = read_progress(exp_dir)
+        if status != "ok":
+            tail = _tail(exp_dir / "worker.stderr")
+            for order, (name, v) in enumerate(state["variants"].items()):
+                if v["status"] not in ("pending", "running"):
+                    continue
+                try:
+                    _store_unfinished(exp_dir, spec, store, name, v, status, error or "", tail, order, kind)
+                except (SgdscopeError, OSError) as exc:
+                    problems.append(f"the {name} run could not be stored: {exc}")
+        elif any(v["status"] in ("pending", "running") for v in state["variants"].values()):
+            status, error = "failed", "the worker exited without finishing every variant"
+        run_statuses = [v["status"] for v in read_progress(exp_dir)["variants"].values()]
+        if status == "ok" and any(s != "ok" for s in run_statuses):
+            status, error = "failed", "some variants failed: see their runs"
+    except BaseException as exc:
+        status = "failed" if status == "ok" else status
+        problems.append(f"ending the experiment failed: {type(exc).__name__}: {exc}")
+        raise
+    finally:
+        if problems:
+            error = "; ".join(filter(None, [error, *problems]))
+            status = "failed" if status == "ok" else status
+        atomic_write_text(exp_dir / "status.json", dumps({"status": status, "error": error,
+                                                          "finished_at": now_iso()}))
+    return status
+
+
+def _store_unfinished(exp_dir: Path, spec: ExperimentSpec, store: RunStore, name: str,
+                      v: dict[str, Any], status: str, error: str, tail: str, order: int, kind: str) -> None:
+    if v["run_id"] and (store.home / v["run_id"] / "manifest.json").is_file():
+        # The worker committed this run but died before saying so.
+        stored = store.load(v["run_id"]).manifest.get("status")
+        emit(exp_dir, "variant_end", variant=name, run_id=v["run_id"], status=stored)
+        return
+    reason = error if v["status"] == "running" else f"not started: {error}"
+    profile = failed_run(spec, name, status, reason, tail, order, run_id=v["run_id"], source=kind)
+    staged = store.staging_dir(profile.run_id)
+    _copy_logs(exp_dir, staged)
+    store.commit(profile, staged)
+    emit(exp_dir, "variant_end", variant=name, run_id=profile.run_id, status=profile.manifest["status"])
+
+
+def finish_orphan(store: RunStore, exp_dir: Path, error: str) -> None:
+    """End an experiment whose supervisor died without a status: kill what is left of
+    its worker, then ``finish_experiment`` as ``failed``. Done once (an exclusive
+    ``finishing`` file), whichever process notices first."""
+    try:
+        fd = os.open(exp_dir / "finishing", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return
+    os.close(fd)
+    try:
+        pid = int((exp_dir / "worker.pid").read_text())
+        if str(exp_dir) in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+            _kill_leftovers(pid)
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        log.debug("no worker left for %s", exp_dir)
+    spec = ExperimentSpec.load(exp_dir / "spec.json")
+    kind = "script" if spec.workload == "script" else "workload"
+    status = "cancelled" if (exp_dir / "cancel").exists() else "failed"
+    finish_experiment(exp_dir, spec, store, status, error, kind)
+
+
+def _raise_exit(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 def supervise(exp_dir: Path, kind: str = "workload") -> int:
     exp_dir = Path(exp_dir)
+    signal.signal(signal.SIGTERM, _raise_exit)  # a plain kill still ends the experiment
+    signal.signal(signal.SIGHUP, _raise_exit)
     spec = ExperimentSpec.load(exp_dir / "spec.json")
     store = RunStore(os.environ.get("SGDSCOPE_HOME"))
-    with open(exp_dir / "worker.stdout", "wb") as out, open(exp_dir / "worker.stderr", "wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", WORKERS[kind], str(exp_dir)],
-                                cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                start_new_session=True)
-    deadline = time.monotonic() + spec.timeout_s
-    status, error = "ok", None
-    while proc.poll() is None:
-        if (exp_dir / "cancel").exists():
-            _kill_group(proc)
-            status, error = "cancelled", "cancelled by the user"
-            break
-        if time.monotonic() > deadline:
-            _kill_group(proc)
-            status, error = "timeout", (f"the experiment passed its timeout of {spec.timeout_s:g} s; "
-                                        "raise --timeout or shrink the params")
-            break
-        time.sleep(0.1)
-    code = proc.wait()
-    if status == "ok" and code != 0:
-        status, error = "failed", _describe_exit(code)
-
-    state = read_progress(exp_dir)
-    if status != "ok":
-        tail = _tail(exp_dir / "worker.stderr")
-        for order, (name, v) in enumerate(state["variants"].items()):
-            if v["status"] not in ("pending", "running"):
-                continue
-            reason = error if v["status"] == "running" else f"not started: {error}"
-            profile = failed_run(spec, name, status if status != "ok" else "failed", reason, tail,
-                                 order, run_id=v["run_id"], source=kind)
-            store.save(profile)
-            emit(exp_dir, "variant_end", variant=name, run_id=profile.run_id, status=profile.manifest["status"])
-    elif any(v["status"] in ("pending", "running") for v in state["variants"].values()):
-        status, error = "failed", "the worker exited without finishing every variant"
-    run_statuses = [v["status"] for v in read_progress(exp_dir)["variants"].values()]
-    if status == "ok" and any(s != "ok" for s in run_statuses):
-        status = "failed"
-        error = "some variants failed: see their runs"
-    atomic_write_text(exp_dir / "status.json", dumps({"status": status, "error": error,
-                                                      "finished_at": now_iso()}))
+    status, error = "failed", "the supervisor stopped before the worker ended"
+    proc: subprocess.Popen | None = None
+    outputs = (exp_dir / "worker.stdout", exp_dir / "worker.stderr")
+    try:
+        with open(outputs[0], "ab") as out, open(outputs[1], "ab") as err:  # O_APPEND: see cap_output
+            proc = subprocess.Popen([sys.executable, "-m", WORKERS[kind], str(exp_dir)],
+                                    cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                    start_new_session=True, preexec_fn=_die_with_parent())
+        atomic_write_text(exp_dir / "worker.pid", str(proc.pid))
+        deadline = time.monotonic() + spec.timeout_s
+        status, error = "ok", None
+        while proc.poll() is None:
+            if (exp_dir / "cancel").exists():
+                _kill_group(proc)
+                status, error = "cancelled", "cancelled by the user"
+                break
+            if time.monotonic() > deadline:
+                _kill_group(proc)
+                logs = "the script's output is in the run's logs/" if kind == "script" else \
+                    f"the worker's output is in {exp_dir}"
+                status, error = "timeout", (f"the experiment passed its timeout of {spec.timeout_s:g} s; "
+                                            f"raise --timeout or shrink the params ({logs})")
+                break
+            for path in outputs:
+                cap_output(path)
+            time.sleep(0.1)
+        code = proc.wait()
+        if status == "ok" and code != 0:
+            status, error = "failed", _describe_exit(code)
+    except BaseException as exc:
+        if status == "ok" or proc is None:
+            status = "failed"
+        error = f"{error + '; ' if error else ''}the supervisor stopped: {type(exc).__name__}: {exc}"
+        raise
+    finally:
+        if proc is not None:
+            if proc.poll() is None:
+                _kill_group(proc)
+            _kill_leftovers(proc.pid)  # the script's children that outlived it
+        for path in outputs:
+            cap_output(path)
+        finish_experiment(exp_dir, spec, store, status, error, kind)
     return 0
 
 

@@ -1,12 +1,15 @@
 """ExperimentSpec: what to run (workload, variants, params) and how (timeout, profiling).
 
 Validated in the launching process, before anything is spawned, so a bad name or
-param is an immediate ``BadInput`` that lists the valid choices. Must not import
-tensorflow, pynvml or streamlit.
+param is an immediate ``BadInput`` that lists the valid choices. Every number a user
+gives (workload params and the options: timeout, profile steps, sample interval) is
+checked by ``check_number``: a real, finite number inside its range (NaN and infinity
+never pass). Must not import tensorflow, pynvml or streamlit.
 """
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,28 @@ from typing import Any
 from profilers.errors import BadInput
 
 DEFAULT_TIMEOUT_S = 600.0
+#: The longest timeout an experiment may ask for (a week).
+MAX_TIMEOUT_S = 7 * 24 * 3600.0
+
+
+def check_number(name: str, value: Any, *, minimum: float | None = None, maximum: float | None = None,
+                 exclusive_minimum: bool = False, integer: bool = False, hint: str = "") -> Any:
+    """``value`` if it is a finite number (an int when ``integer``) inside the range, else
+    ``BadInput`` that says what is valid. The one check for every param and option."""
+    bounds = " and ".join(filter(None, [
+        None if minimum is None else f"{'>' if exclusive_minimum else '>='} {minimum:g}",
+        None if maximum is None else f"<= {maximum:g}"]))
+    want = f"a finite {'integer' if integer else 'number'}{' ' + bounds if bounds else ''}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or (integer and value != int(value)):
+        raise BadInput(f"{name}={value!r} is not {want}.", hint or f"Give {name} {want}.")
+    if minimum is not None and (value < minimum or (exclusive_minimum and value == minimum)):
+        raise BadInput(f"{name}={value!r} is below its minimum: it must be {bounds}.",
+                       hint or f"Give {name} {want}.")
+    if maximum is not None and value > maximum:
+        raise BadInput(f"{name}={value!r} is above its maximum: it must be {bounds}.",
+                       hint or f"Give {name} {want}.")
+    return value
 
 
 @dataclass
@@ -41,13 +66,17 @@ class ExperimentSpec:
             raise BadInput(f"A variant is listed twice: {', '.join(self.variants)}.", "List each once.")
         for name in self.variants:
             workload.variant(name)
-        if self.timeout_s <= 0:
-            raise BadInput(f"Timeout must be positive, got {self.timeout_s}.", "Pass --timeout SECONDS.")
-        if self.profile_steps < 1:
-            raise BadInput(f"profile_steps must be >= 1, got {self.profile_steps}.", "")
-        if not 0.01 <= self.sample_interval_s <= 10:
-            raise BadInput(f"Sample interval {self.sample_interval_s}s is outside 0.01-10 s.", "")
+        self.validate_options()
         return workload.resolve_params(self.params)
+
+    def validate_options(self) -> None:
+        """The options every experiment kind has: finite and in range."""
+        check_number("timeout", self.timeout_s, minimum=0, exclusive_minimum=True, maximum=MAX_TIMEOUT_S,
+                     hint="Pass --timeout SECONDS, e.g. --timeout 600.")
+        check_number("profile_steps", self.profile_steps, minimum=1, maximum=100_000, integer=True,
+                     hint="Pass --profile-steps N, e.g. 10.")
+        check_number("sample interval (s)", self.sample_interval_s, minimum=0.01, maximum=10,
+                     hint="Pass --sample-hz between 0.1 and 100.")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

@@ -31,6 +31,7 @@ class Param:
     help: str
     choices: tuple[Any, ...] | None = None
     minimum: float | None = None
+    maximum: float | None = None
     #: The variants that read this param (None: every variant).
     variants: tuple[str, ...] | None = None
 
@@ -66,9 +67,11 @@ class Param:
                 f"Param {self.name}={value!r} is not one of the choices.",
                 f"Valid values: {', '.join(map(str, self.choices))}.",
             )
-        if self.minimum is not None and value is not None and value < self.minimum:
-            raise BadInput(f"Param {self.name}={value!r} is below its minimum {self.minimum}.",
-                           f"{self.name}: {self.help}")
+        if value is not None and self.kind in (int, float):
+            from profilers.spec import check_number
+
+            check_number(f"Param {self.name}", value, minimum=self.minimum, maximum=self.maximum,
+                         integer=self.kind is int, hint=f"{self.name}: {self.help}")
         return value
 
 
@@ -109,6 +112,9 @@ class Workload:
     loss_atol: float = 1e-5
     #: Named param sets, e.g. a seed's exact configuration.
     presets: Mapping[str, Mapping[str, Any]] = {}
+    #: The dtype of the step's maths: the achieved GFLOP/s is compared with a GEMM peak
+    #: measured in this dtype.
+    compute_dtype: str = "float32"
 
     # -- params ------------------------------------------------------------------------
     def resolve_params(self, raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -122,6 +128,10 @@ class Workload:
             param = lookup(self.params, key, f"{self.name} param")
             values[key] = param.parse(val)
         return values
+
+    def params_for(self, variant: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The params ``variant`` reads (a run's manifest lists only those)."""
+        return {k: v for k, v in params.items() if k not in self.params or self.params[k].used_by([variant])}
 
     def variant(self, name: str) -> Variant:
         return lookup(self.variants, name, f"{self.name} variant")
