@@ -74,6 +74,17 @@ def variant_summary(profiles: Sequence[RunProfile]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
+def measured_steps(summary: pd.DataFrame) -> pd.DataFrame:
+    """The finished runs with a measured median step (p10/p90 default to the median), for
+    the step-time comparison chart."""
+    ok = summary[(summary["status"] == "ok") & summary["median_ms"].notna()].copy()
+    ok = ok[ok["median_ms"].astype(float) > 0]
+    for col in ("p10_ms", "p90_ms"):
+        ok[col] = ok[col].fillna(ok["median_ms"]).astype(float)
+    ok["median_ms"] = ok["median_ms"].astype(float)
+    return ok
+
+
 def baseline_variant(profiles: Sequence[RunProfile], registry_baseline: str | None = None) -> str | None:
     """The variant every other is measured against: what the runs recorded, else the
     workload's declared baseline."""
@@ -222,6 +233,17 @@ def metric_frame(samples: pd.DataFrame, metrics: Mapping[str, str] | Iterable[st
                         "value": df["value"].to_numpy()})
     if series is not None:
         out["series"] = series
+    return out
+
+
+def live_frames(samples: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """``{"cpu", "rss", "gpu"}``: metric frames of live samples, ``series`` = variant."""
+    out = {}
+    for key in ("cpu", "rss", "gpu"):
+        parts = [metric_frame(df, {"cpu": ["proc_cpu_pct"], "rss": ["rss_mib"]}.get(key) or gpu_util_metrics(df),
+                              series=n) for n, df in samples.items()]
+        out[key] = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+            columns=["t_s", "metric", "label", "value", "series"])
     return out
 
 

@@ -8,12 +8,15 @@ directories and the workload registry, and the only one that uses ``st.cache_*``
 - ``handle(exp_id)`` / ``remember(handle)``: experiment handles, kept process-wide so
   the supervisor processes this server started are reaped whichever session watches.
 - ``live_samples(exp_dir, variant)``: the live utilization file (never cached).
+- ``warm_pool()``: this server's warm workers (``profilers.warm.WarmPool``; None when
+  ``SGDSCOPE_WARM=0``), kept process-wide; ``keep_warm()`` makes sure one is waiting.
 
 Nothing runs at import time. Must not import tensorflow or pynvml (the workload
 registry is imported lazily and imports neither).
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -23,6 +26,7 @@ import streamlit as st
 from profilers.model import RunProfile
 from profilers.session import ExperimentHandle, attach
 from profilers.store import RunStore, default_home
+from profilers.warm import WarmPool
 
 
 def home() -> str:
@@ -113,6 +117,25 @@ def handle(experiment_id: str) -> ExperimentHandle:
     (raises ``CaptureFailed`` when there is no such experiment)."""
     h = _handles().get(experiment_id)
     return h if h is not None else attach(store(), experiment_id)
+
+
+@st.cache_resource(show_spinner=False)
+def _pool(home_dir: str) -> WarmPool:
+    return WarmPool(RunStore(home_dir))
+
+
+def warm_pool() -> WarmPool | None:
+    """The warm workers of this server (None when ``SGDSCOPE_WARM=0``)."""
+    return None if os.environ.get("SGDSCOPE_WARM", "1") == "0" else _pool(home())
+
+
+def keep_warm() -> str:
+    """Start a warm worker if none is waiting and no experiment runs; its status line."""
+    pool = warm_pool()
+    if pool is None:
+        return "warm workers off (SGDSCOPE_WARM=0): each launch imports TensorFlow"
+    pool.ensure()
+    return pool.status()
 
 
 def live_samples(exp_dir: Path, variant: str) -> pd.DataFrame:

@@ -12,9 +12,12 @@ import streamlit as st
 
 PAGE_DIR = Path(__file__).resolve().parent / "pages"
 
-#: Pages in menu order; the first is the default page. A page whose file is absent (one
-#: still being written on another branch) is left out of the menu.
+#: Pages in menu order; the first is the default page, served at the root URL (Streamlit
+#: ignores a default page's url_path, so the default is a start page of its own and every
+#: other page, Launch included, keeps a URL that works when opened directly). A page whose
+#: file is absent (one still being written on another branch) is left out of the menu.
 PAGES: dict[str, tuple[str, str, str]] = {
+    "home": ("home.py", "Start", ":material/home:"),
     "launch": ("launch.py", "Launch", ":material/rocket_launch:"),
     "compare": ("compare.py", "Compare", ":material/compare_arrows:"),
     "run": ("run.py", "Run", ":material/timeline:"),

@@ -9,12 +9,14 @@ tensorflow or pynvml.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import streamlit as st
 
-from dashboard import frames
+from dashboard import charts, frames, nav
 from profilers.errors import SgdscopeError
+from profilers.verdict import Verdict
 
 
 def show_error(exc: SgdscopeError) -> None:
@@ -137,6 +139,74 @@ def running_experiment(handle: Any, title: str, cancel_key: str) -> Mapping[str,
         handle.cancel()
         st.warning("Cancel requested: the worker is being stopped.")
     return state
+
+
+# -- live utilization of a running experiment (Launch, Input pipeline) --------------------------
+LIVE_X = "seconds since the variant started"
+
+
+def gpu_status_line(experiment_id: str, gpu_rows: bool, live_status: Mapping[str, Any] | None = None) -> str:
+    """GPU status while running: live readings, else what the running worker's samplers
+    reported at start, else the reason a stored run recorded. Never a zero."""
+    from dashboard import loaders
+
+    if gpu_rows:
+        return "GPU: sampled (chart below)"
+    if live_status and live_status.get("gpu"):
+        return f"GPU: {frames.sampler_status(live_status, 'gpu')[1]}"
+    stored = [p for p in loaders.experiment_profiles(experiment_id) if (p.manifest.get("samplers") or {}).get("gpu")]
+    if stored:
+        return f"GPU: {frames.sampler_status(stored[0].manifest['samplers'], 'gpu')[1]}"
+    info, run_id = loaders.latest_sampler_status("gpu")
+    if info is not None:
+        return f"GPU: {frames.sampler_status({'gpu': info}, 'gpu')[1]} (as recorded by the last stored run, {run_id})"
+    return "GPU: status not known yet: it is recorded when the first variant finishes."
+
+
+def live_utilization(experiment_id: str, state: Mapping[str, Any]) -> None:
+    """CPU % and RSS of each started variant so far (and GPU when sampled)."""
+    from dashboard import loaders
+
+    exp_dir = Path(loaders.handle(experiment_id).exp_dir)
+    started = [n for n, v in state["variants"].items() if v["status"] != "pending"]
+    frames_by = frames.live_frames({n: loaders.live_samples(exp_dir, n) for n in started})
+    st.caption(gpu_status_line(experiment_id, not frames_by["gpu"].empty, state.get("samplers")))
+    if frames_by["cpu"].empty and frames_by["rss"].empty:
+        st.caption("No utilization samples yet (the sampler ticks every 0.1 s once a variant starts).")
+        return
+    cols = st.columns(2)
+    for col, key, title in ((cols[0], "cpu", "CPU % (100 = 1 core)"), (cols[1], "rss", "RSS (MiB)"),
+                            (st, "gpu", "GPU utilization %")):
+        if not frames_by[key].empty:
+            col.altair_chart(charts.metric_chart(frames_by[key], "t_s", "value", "series", title,
+                                                 series_is_variant=True, x_title=LIVE_X), width="stretch")
+
+
+# -- the answer: verdict and step-time comparison (Launch, Compare, Run) -----------------------
+def verdict_box(verdict: Verdict, workload: str | None = None, partial: bool = False) -> None:
+    """The verdict sentence, first thing on the page; when it names a run that would
+    measure what is missing, a link to Launch with those variants chosen."""
+    head = "Verdict so far" if partial else "Verdict"
+    st.info(f"**{head}.** {_escape(verdict.text)}", icon=":material/gavel:")
+    if verdict.suggest_variants and workload and not partial:
+        st.page_link(nav.path("launch"), label=f"Launch {', '.join(verdict.suggest_variants)}",
+                     icon=":material/rocket_launch:",
+                     query_params={"workload": workload, "variants": ",".join(verdict.suggest_variants)})
+
+
+def step_time_chart(summary: Any, empty_text: str) -> bool:
+    """Median step per variant with its p10-p90 range (log axis); False when none."""
+    ok = frames.measured_steps(summary)
+    if ok.empty:
+        st.caption(empty_text)
+        return False
+    st.altair_chart(charts.step_range_chart(ok, "variant", "median_ms", "p10_ms", "p90_ms"), width="stretch")
+    return True
+
+
+def escape(text: str) -> str:
+    """Markdown-safe text (see ``_escape``)."""
+    return _escape(text)
 
 
 def _escape(text: str) -> str:

@@ -56,6 +56,7 @@ class WarmSlot:
     def __init__(self, slot_dir: Path, process: subprocess.Popen) -> None:
         self.slot_dir, self.process = Path(slot_dir), process
         self.claimed = False
+        self.exp_dirs: list[Path] = []
 
     @property
     def ready(self) -> bool:
@@ -76,7 +77,12 @@ class WarmSlot:
             atomic_write_text(Path(exp_dir) / "supervisor.pid", str(self.process.pid))
         job = {"exp_dirs": [str(p) for p in exp_dirs], "log": str(log) if log else None}
         atomic_write_text(self.slot_dir / "job.json", dumps(job))
-        self.claimed = True
+        self.claimed, self.exp_dirs = True, [Path(p) for p in exp_dirs]
+
+    @property
+    def running(self) -> bool:
+        """Claimed, and one of its experiments has not ended yet."""
+        return self.claimed and self.alive and any(not (p / "status.json").exists() for p in self.exp_dirs)
 
 
 def start_slot(store: RunStore) -> WarmSlot:
@@ -111,7 +117,7 @@ class WarmPool:
 
     def busy(self) -> bool:
         self._prune()
-        return any(s.claimed for s in self.slots)
+        return any(s.running for s in self.slots)
 
     def ensure(self) -> WarmSlot | None:
         slot = self.idle()

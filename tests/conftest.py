@@ -22,6 +22,7 @@ def dash_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
 
     home = tmp_path / "home"
     monkeypatch.setenv("SGDSCOPE_HOME", str(home))
+    monkeypatch.setenv("SGDSCOPE_WARM", "0")  # no warm TF worker per test (tests that want one opt in)
     st.cache_data.clear()
     st.cache_resource.clear()
     yield home
