@@ -199,3 +199,281 @@ def test_crash_in_commit_loop_always_leaves_a_store_that_lists_whole(tmp_path):
         checked |= on_disk
     assert kills >= 50
     assert checked, "the writer committed runs between the kills"
+
+
+# -- CLI: one error funnel ---------------------------------------------------------------------
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(*args: str, home: Path, **kw) -> "subprocess.CompletedProcess[str]":
+    import subprocess
+    import sys
+
+    env = dict(os.environ, SGDSCOPE_HOME=str(home), SGDSCOPE_WORKLOAD_MODULES="tests.toy_workload",
+               PYTHONPATH=str(ROOT))
+    env.pop("SGDSCOPE_DEBUG", None)
+    return subprocess.run([sys.executable, "-m", "profilers.cli", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=180, **kw)
+
+
+def _no_traceback(out) -> None:
+    assert "Traceback" not in out.stderr and "Traceback" not in out.stdout, out.stderr
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_home_that_is_a_file_is_a_message(tmp_path, as_json):
+    home = tmp_path / "afile"
+    home.write_text("not a folder")
+    out = cli("list", *(["--json"] if as_json else []), "--home", str(home), home=tmp_path / "x")
+    _no_traceback(out)
+    assert out.returncode == 2
+    assert "is a file, not a folder" in out.stderr and "hint:" in out.stderr
+    if as_json:
+        assert "is a file" in json.loads(out.stdout)["error"]
+
+
+@pytest.mark.parametrize("where", ["under_a_file", "unwritable", "invalid"])
+def test_export_to_a_bad_place_is_a_message(tmp_path, where):
+    store, ids = _store_with_runs(tmp_path / "home", 1)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    if where == "under_a_file":
+        dest = blocker / "out.zip"
+    elif where == "unwritable":
+        dest = Path("/proc/sgdscope-test/out.zip")
+    else:
+        dest = tmp_path / ("x" * 300) / "out.zip"
+    out = cli("export", ids[0], "--out", str(dest), "--no-report", "--no-trace-json", "--json", home=store.home)
+    _no_traceback(out)
+    assert out.returncode == 2, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["error"] and doc["hint"]
+
+
+@pytest.mark.parametrize("kind", ["manifest_a_list", "manifest_wrong_types"])
+def test_show_of_a_wrong_shape_manifest_is_a_message(tmp_path, kind):
+    store, ids = _store_with_runs(tmp_path, 1)
+    _damage(tmp_path / ids[0], kind)
+    for args in (["show", ids[0]], ["show", ids[0], "--json"], ["list"]):
+        out = cli(*args, home=tmp_path)
+        _no_traceback(out)
+        assert "AttributeError" not in out.stderr
+    out = cli("show", ids[0], home=tmp_path)
+    assert out.returncode == 4 and "error:" in out.stderr
+
+
+def test_list_shows_a_damaged_run_and_delete_removes_it(tmp_path):
+    store, ids = _store_with_runs(tmp_path, 2)
+    _damage(tmp_path / ids[0], "manifest_not_json")
+    store.index_path.unlink()
+    out = cli("list", home=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "damaged" in out.stdout and f"sgdscope delete {ids[0]}" in out.stderr
+    rows = json.loads(cli("list", "--json", home=tmp_path).stdout)["runs"]
+    assert {r["run_id"]: r["status"] for r in rows} == {ids[0]: "damaged", ids[1]: "ok"}
+    assert all(type(r["steps"]) is int for r in rows if r["status"] == "ok")
+    assert cli("delete", ids[0], home=tmp_path).returncode == 0
+    assert [r["run_id"] for r in json.loads(cli("list", "--json", home=tmp_path).stdout)["runs"]] == [ids[1]]
+
+
+def test_show_json_into_a_closed_pipe_ends_quietly(tmp_path):
+    import subprocess
+    import sys
+
+    store = RunStore(tmp_path)
+    p = make_profile()
+    p.manifest["params"] = {f"k{i}": "v" * 100 for i in range(3000)}  # far more than a pipe holds
+    store.save(p)
+    env = dict(os.environ, SGDSCOPE_HOME=str(tmp_path), PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "profilers.cli", "show", p.run_id, "--json"], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.read(10)
+    proc.stdout.close()  # like `| head -c 10`
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=60)
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+    assert proc.returncode == 128 + signal.SIGPIPE
+
+
+# -- numbers are numbers ---------------------------------------------------------------------
+@pytest.mark.parametrize("args, needle", [
+    (["--timeout", "nan"], "timeout=nan is not a finite number"),
+    (["--timeout", "inf"], "timeout=inf is not a finite number"),
+    (["--param", "sleep_ms=nan"], "sleep_ms=nan is not a finite number"),
+    (["--param", "sleep_ms=inf"], "sleep_ms=inf is not a finite number"),
+    (["--param", "sleep_ms=-inf"], "sleep_ms=-inf is not a finite number"),
+    (["--param", "steps=inf"], "not a valid int"),
+    (["--profile-steps", "0"], "below its minimum"),
+    (["--sample-hz", "nan"], "sample interval"),
+])
+def test_nan_and_infinity_do_not_pass_validation(tmp_path, args, needle):
+    out = cli("run", "toy", "--variants", "ok", *args, home=tmp_path)
+    _no_traceback(out)
+    assert out.returncode == 2, out.stderr
+    assert needle in out.stderr
+    assert not (tmp_path / "_experiments").exists() or not any((tmp_path / "_experiments").iterdir())
+
+
+def test_script_timeout_nan_is_refused(tmp_path):
+    script = tmp_path / "s.py"
+    script.write_text("print('hi')\n")
+    out = cli("profile", str(script), "--timeout", "nan", home=tmp_path / "home")
+    _no_traceback(out)
+    assert out.returncode == 2 and "timeout=nan is not a finite number" in out.stderr
+
+
+def test_check_number_is_the_one_range_check():
+    from profilers.spec import check_number
+    from workloads.base import Param
+
+    for bad in (float("nan"), float("inf"), -float("inf"), True, "3"):
+        with pytest.raises(Exception, match="not a finite"):
+            check_number("x", bad)
+    assert check_number("x", 3, minimum=0, maximum=3, integer=True) == 3
+    with pytest.raises(Exception, match="above its maximum"):
+        Param("lr", float, 0.1, "learning rate", minimum=0, maximum=10).parse("11")
+    with pytest.raises(Exception, match="lr=nan is not a finite number"):
+        Param("lr", float, 0.1, "learning rate").parse(float("nan"))
+
+
+# -- supervision that cannot be lost -----------------------------------------------------------
+def _wait_until(predicate, what: str, limit_s: float = 90.0):
+    deadline = time.monotonic() + limit_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.05)
+
+
+def _running_experiment(home: Path) -> Path:
+    """The experiment folder whose hang variant is running (after `run toy --variants hang,...`)."""
+    from profilers.session import read_progress
+
+    def find():
+        for exp in (home / "_experiments").glob("*"):
+            if (exp / "worker.pid").exists() and (exp / "spec.json").exists() \
+                    and read_progress(exp)["variants"]["hang"]["status"] == "running":
+                return exp
+        return None
+
+    return _wait_until(find, "the hang variant to start")
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state == "Z"
+
+
+def _run_in_background(home: Path, *args: str):
+    import subprocess
+    import sys
+
+    env = dict(os.environ, SGDSCOPE_HOME=str(home), SGDSCOPE_WORKLOAD_MODULES="tests.toy_workload",
+               PYTHONPATH=str(ROOT))
+    return subprocess.Popen([sys.executable, "-m", "profilers.cli", "run", "toy", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_killed_supervisor_takes_its_worker_and_the_cli_says_why(tmp_path):
+    home = tmp_path / "home"
+    proc = _run_in_background(home, "--variants", "hang,ok", "--timeout", "120")
+    exp = _running_experiment(home)
+    worker = int((exp / "worker.pid").read_text())
+    os.kill(int((exp / "supervisor.pid").read_text()), signal.SIGKILL)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 5
+    assert "supervisor process ended without a status" in err, err
+    _wait_until(lambda: _gone(worker), "the worker to die with its supervisor")
+    final = json.loads((exp / "status.json").read_text())
+    assert final["status"] == "failed" and "supervisor" in final["error"]
+    statuses = {p.manifest["variant"]: p.manifest["status"] for p in RunStore(home).experiment_runs(exp.name)}
+    assert statuses == {"hang": "failed", "ok": "ok"}  # the baseline ran first; nothing left without a run
+
+
+def test_cancel_command_stops_a_detached_experiment(tmp_path):
+    home = tmp_path / "home"
+    proc = _run_in_background(home, "--variants", "hang,ok2", "--timeout", "120")
+    exp = _running_experiment(home)
+    out = cli("cancel", exp.name, "--json", home=home)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["status"] == "cancelled"
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 5 and f"experiment {exp.name} cancelled" in err
+    again = cli("cancel", exp.name, home=home)  # over already: says so
+    assert again.returncode == 0 and "cancelled" in again.stdout
+    unknown = cli("cancel", "../../etc", home=home)
+    _no_traceback(unknown)
+    assert unknown.returncode == 5 and "No experiment" in unknown.stderr
+
+
+def test_status_is_written_even_when_storing_the_failed_runs_fails(tmp_path, monkeypatch):
+    from profilers import session
+    from profilers.spec import ExperimentSpec
+
+    monkeypatch.setenv("SGDSCOPE_WORKLOAD_MODULES", "tests.toy_workload")
+    monkeypatch.setenv("SGDSCOPE_HOME", str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    exp = tmp_path / "_experiments" / "e1"
+    exp.mkdir(parents=True)
+    (exp / "spec.json").write_text(ExperimentSpec(workload="toy", variants=["die", "ok"],
+                                                  experiment_id="e1", timeout_s=120).to_json())
+
+    def refuse(self, profile, staged):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(RunStore, "commit", refuse)
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        session.supervise(exp)
+    finally:
+        for s, h in saved.items():
+            signal.signal(s, h)
+    final = json.loads((exp / "status.json").read_text())
+    assert final["status"] == "failed"
+    assert "SIGKILL" in final["error"] and "No space left on device" in final["error"]
+
+
+def test_worker_output_is_capped_keeping_the_newest(tmp_path):
+    from profilers.session import cap_output
+
+    path = tmp_path / "worker.stdout"
+    path.write_bytes(b"old\n" * 5000 + b"the last line\n")
+    cap_output(path, cap_bytes=4096, keep_bytes=1024)
+    data = path.read_bytes()
+    assert len(data) < 1024 + 200
+    assert data.endswith(b"the last line\n") and b"were dropped" in data
+    with open(path, "ab") as fh:  # a writer with O_APPEND keeps appending at the end
+        fh.write(b"more\n")
+    assert path.read_bytes().endswith(b"the last line\nmore\n")
+
+
+def test_old_finished_experiments_are_pruned(tmp_path):
+    from profilers.session import prune_experiments
+
+    store = RunStore(tmp_path)
+    old, recent, running = (store.experiments / n for n in ("old", "recent", "running"))
+    for d in (old, recent, running):
+        d.mkdir(parents=True)
+        (d / "spec.json").write_text("{}")
+    (old / "status.json").write_text("{}")
+    (recent / "status.json").write_text("{}")
+    long_ago = time.time() - 30 * 24 * 3600
+    os.utime(old / "status.json", (long_ago, long_ago))
+    os.utime(running / "spec.json", (long_ago, long_ago))
+    assert prune_experiments(store) == ["old"]
+    assert sorted(p.name for p in store.experiments.iterdir()) == ["recent", "running"]
+
+
+def test_timed_out_script_run_has_the_logs_its_message_points_to(tmp_path):
+    script = tmp_path / "slow.py"
+    script.write_text("import time\nprint('started', flush=True)\ntime.sleep(600)\n")
+    out = cli("profile", str(script), "--timeout", "3", "--json", home=tmp_path / "home")
+    assert out.returncode == 5, out.stderr
+    run_dir = Path(json.loads(out.stdout)["run_dir"])
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "timeout"
+    assert "started" in (run_dir / "logs" / "stdout.txt").read_text()
