@@ -13,7 +13,6 @@ from typing import Any, Iterable, Mapping, Sequence
 import pandas as pd
 
 from dashboard.theme import CATEGORY_ORDER, UNATTRIBUTED, WARMUP
-from profilers.breakdown import summarize
 from profilers.model import CATEGORIES, RunProfile
 
 #: Utilization metrics drawn on the Run and Launch pages, by panel, with their labels.
@@ -126,9 +125,18 @@ def speedups(summary: pd.DataFrame, baseline: str) -> pd.DataFrame:
         if r.status != "ok":
             continue
         ratio = med / base_ms if med and base_ms else None
-        rows.append({"variant": r.variant, "ratio": ratio,
+        rows.append({"variant": r.variant, "ratio": ratio, "match": r.loss_matches_baseline,
                      "text": speedup_text(r.variant, med, baseline, base_ms)})
-    return pd.DataFrame(rows, columns=["variant", "ratio", "text"])
+    return pd.DataFrame(rows, columns=["variant", "ratio", "match", "text"])
+
+
+def experiment_environment(profiles: Sequence[RunProfile]) -> tuple[Any, Any]:
+    """The experiment's environment (one worker ran every variant): the first run that
+    recorded TF's settings, else the first that recorded any; and its samplers."""
+    recorded = [p.manifest for p in profiles if p.manifest.get("environment")]
+    for m in sorted(recorded, key=lambda m: "tensorflow" not in m["environment"]):
+        return m["environment"], m.get("samplers")
+    return None, None
 
 
 def correctness_badge(match: Any, baseline: str | None) -> str:
@@ -158,17 +166,24 @@ def loss_frame(profiles: Sequence[RunProfile]) -> pd.DataFrame:
 
 
 def breakdown_frame(profiles: Sequence[RunProfile]) -> pd.DataFrame:
-    """``variant, category, ms``: the median ms per step of each category, for every run
-    that has a breakdown table (categories in CATEGORIES order)."""
+    """``variant, category, ms``: each run's stored ``results.breakdown_ms`` (scaled to its
+    median step, so the categories add up to it), categories in CATEGORIES order; runs
+    without one are left out (their ``results.unavailable`` says why)."""
     rows = []
     for p in profiles:
-        bd = p.table("breakdown")
-        if bd.empty:
-            continue
-        med = summarize(bd)
-        rows.extend({"variant": p.manifest.get("variant"), "category": c, "ms": med[c]}
-                    for c in CATEGORIES)
+        stored = (p.manifest.get("results") or {}).get("breakdown_ms") or {}
+        rows.extend({"variant": p.manifest.get("variant"), "category": c, "ms": float(stored[c])}
+                    for c in CATEGORIES if isinstance(stored.get(c), (int, float)) and math.isfinite(stored[c]))
     return pd.DataFrame(rows, columns=["variant", "category", "ms"])
+
+
+def value_text(value: Any) -> str:
+    """A value for a table cell or a label: never "None" or "nan"."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "unavailable"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
 
 
 # -- run ------------------------------------------------------------------------------------
@@ -287,12 +302,45 @@ def run_facts(manifest: Mapping[str, Any]) -> list[tuple[str, str]]:
         out.append(("TF trace", f"{cap['xplane']} ({cap.get('window_steps')} steps)"))
     elif cap.get("unavailable_reason"):
         out.append(("TF trace", f"unavailable: {cap['unavailable_reason']}"))
-    for key, label in (("ops_per_step", "ops per step"), ("overhead_us_per_op", "overhead µs per op"),
-                       ("input_wait_share", "input-wait share")):
-        v = res.get(key)
-        if isinstance(v, (int, float)) and math.isfinite(v):
-            out.append((label, f"{v:.1%}" if key == "input_wait_share" else f"{v:.3g}"))
+    out.extend(analysis_facts(manifest))
     return out
+
+
+#: The stored facts worth a row, with how each is shown (see docs/ANALYSIS_CONTRACT.md).
+FACT_ROWS: tuple[tuple[str, str, str], ...] = (
+    ("ops_per_step", "ops per step", "{:.3g}"),
+    ("dispatches_per_step", "framework dispatches per step", "{:.3g}"),
+    ("overhead_us_per_dispatch", "framework overhead per dispatch", "{:.3g} µs"),
+    ("input_wait_share", "input-wait share", "{:.1%}"),
+    ("eager_share", "eager share of the step", "{:.1%}"),
+    ("cpu_contention_share", "waiting for a CPU core", "{:.1%}"),
+)
+
+
+def analysis_facts(manifest: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Label/value rows of a run's stored facts: a fact the analysis could not measure is
+    "unavailable (reason)", never blank, None or 0; a count of 0 gives no per-item cost."""
+    res = manifest.get("results") or {}
+    why = res.get("unavailable") or {}
+    rows = []
+    for key, label, fmt in FACT_ROWS:
+        v = res.get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            rows.append((label, fmt.format(v)))
+        elif key in why:
+            rows.append((label, f"unavailable ({why[key]})"))
+    gflops, peak = (res.get("gflops") or {}).get("compute"), res.get("gemm_peak_gflops")
+    if isinstance(gflops, (int, float)) and math.isfinite(gflops):
+        rows.append(("maths achieved", f"{gflops:.3g} GFLOP/s" +
+                     (f" (NumPy GEMM peak here, same dtype and threads: {peak:.3g})" if peak else "")))
+    elif "gflops" in why:
+        rows.append(("maths achieved", f"unavailable ({why['gflops']})"))
+    win = res.get("breakdown_window_ms")
+    if win and res.get("breakdown_steps"):
+        total = sum(v for v in win.values() if isinstance(v, (int, float)))
+        rows.append(("mean step inside the profiler window", f"{total:.4g} ms over {res['breakdown_steps']} "
+                     "steps (the capture's own cost included; the breakdown's shares come from here)"))
+    return rows
 
 
 # -- environment ------------------------------------------------------------------------------
@@ -336,3 +384,47 @@ def environment_rows(env: Mapping[str, Any] | None) -> list[tuple[str, str]]:
     for k, v in (env.get("env") or {}).items():
         rows.append((k, str(v)))
     return rows
+
+
+# -- display ------------------------------------------------------------------------------------
+def log_histogram(df: pd.DataFrame, value: str, group: str, bins: int = 40) -> pd.DataFrame:
+    """``group, lo_ms, hi_ms, steps``: counts in bins equally wide on a log scale (values
+    ≤ 0 left out), shared by every group so their bars line up."""
+    import numpy as np
+
+    pos = df[df[value] > 0]
+    if pos.empty:
+        return pd.DataFrame(columns=[group, "lo_ms", "hi_ms", "steps"])
+    lo, hi = float(pos[value].min()), float(pos[value].max())
+    edges = np.logspace(math.log10(lo), math.log10(hi * 1.0001 if hi > lo else lo * 1.01), bins + 1)
+    rows = []
+    for name, g in pos.groupby(group, sort=False):
+        counts, _ = np.histogram(g[value].to_numpy(dtype=float), bins=edges)
+        rows += [{group: name, "lo_ms": edges[i], "hi_ms": edges[i + 1], "steps": int(c)}
+                 for i, c in enumerate(counts) if c]
+    return pd.DataFrame(rows, columns=[group, "lo_ms", "hi_ms", "steps"])
+
+
+def share_frame(rule: str, share: float) -> pd.DataFrame:
+    """A finding's share of the step and the rest, for ``charts.share_bar``."""
+    share = min(1.0, max(0.0, float(share)))
+    return pd.DataFrame({"part": [rule, "rest of the step"], "share": [share, 1.0 - share],
+                         "order": [0, 1], "row": "share", "mid": [share / 2, share + (1.0 - share) / 2]})
+
+
+def readable(df: pd.DataFrame, missing: str = "") -> pd.DataFrame:
+    """A copy for ``st.dataframe`` in which no cell reads None or nan (``missing`` instead)."""
+    out = df.copy()
+    for col in out.columns:
+        if out[col].isna().any():
+            out[col] = [missing if v is None or (isinstance(v, float) and math.isnan(v)) else value_text(v)
+                        for v in out[col]]
+    return out
+
+
+def params_for(params: Mapping[str, Any], variants: Iterable[str], declared: Mapping[str, Any] | None) -> str:
+    """``"k=v, ..."``: the params that one of ``variants`` reads (``Param.variants``; all
+    when the workload does not say), or "default params"."""
+    declared, variants = declared or {}, list(variants)
+    kept = {k: v for k, v in params.items() if k not in declared or declared[k].used_by(variants)}
+    return ", ".join(f"{k}={value_text(v) if v is None else v}" for k, v in sorted(kept.items())) or "default params"

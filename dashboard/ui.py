@@ -141,6 +141,17 @@ def running_experiment(handle: Any, title: str, cancel_key: str) -> Mapping[str,
     return state
 
 
+def run_error(manifest: Mapping[str, Any]) -> None:
+    """A run that did not finish: its status, reason and stderr tail."""
+    st.error(f"**{manifest.get('variant')}** {manifest.get('status')}: {manifest.get('error') or 'no reason recorded'}")
+    tail = manifest.get("stderr_tail") or ""
+    if tail.strip():
+        with st.expander(f"{manifest.get('variant')}: stderr tail"):
+            st.code(tail, language="text")
+    else:
+        st.caption("No stderr was captured for this run.")
+
+
 # -- live utilization of a running experiment (Launch, Input pipeline) --------------------------
 LIVE_X = "seconds since the variant started"
 

@@ -44,6 +44,16 @@ def launch(spec: ExperimentSpec, store: RunStore, kind: str = "workload",
     return ExperimentHandle(store, spec.experiment_id, slot.process)
 
 
+def profile_script(store: RunStore, script: Path, *, function: str | None = None, max_steps: int = 50,
+                   skip_steps: int = 3, window_s: float = 8.0, timeout_s: float = 600.0) -> ExperimentHandle:
+    """Profile a user's script, unchanged, as a ``script`` experiment (checked first)."""
+    from profilers.cli_triage import make_spec
+
+    spec = make_spec(Path(script), function=function, argv=[], max_steps=max_steps, skip_steps=skip_steps,
+                     window_s=window_s, timeout_s=timeout_s)
+    return session.launch(spec, store, kind="script")
+
+
 def handle(store: RunStore, experiment_id: str) -> ExperimentHandle:
     """A handle on an experiment started elsewhere (raises ``CaptureFailed`` if none)."""
     return session.attach(store, experiment_id)

@@ -115,6 +115,8 @@ def make_run(workload: str, variant: str, experiment_id: str, created_at: str, o
     if shares:
         tables["breakdown"] = breakdown_table(steps, shares)
         res["breakdown_source"] = "phases"
+        # As the stored analysis keeps it (docs/ANALYSIS_CONTRACT.md): scaled to the median step.
+        res["breakdown_ms"] = {c: share * res["step_ms"]["median"] for c, share in shares.items()}
     # The worker imports TF once per experiment, so every run of it records TF's settings.
     env = dict(ENVIRONMENT, **({"tensorflow": TF_ENVIRONMENT} if tf else {}))
     manifest = {

@@ -8,13 +8,13 @@ Thin: loaders -> frames -> charts. Must not import tensorflow or pynvml.
 """
 from __future__ import annotations
 
-from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from dashboard import charts, frames, loaders, nav, theme, ui
 from dashboard.export_button import export_button
+from profilers import verdict
 from profilers.explain import explain_experiment
 from profilers.model import RunProfile
 
@@ -38,39 +38,18 @@ def registry_baseline(workload: str | None) -> str | None:
 
 def step_times(summary: pd.DataFrame, baseline: str | None) -> None:
     st.subheader("Step time per variant")
-    ok = summary[(summary["status"] == "ok") & summary["median_ms"].notna()
-                 & (summary["median_ms"] > 0)].copy()
-    if ok.empty:
-        st.info("No variant of this experiment finished with measured steps.")
+    if not ui.step_time_chart(summary, "No variant of this experiment finished with measured steps."):
         return
-    for col in ("p10_ms", "p90_ms"):
-        ok[col] = ok[col].fillna(ok["median_ms"])
-    st.altair_chart(charts.step_range_chart(ok, "variant", "median_ms", "p10_ms", "p90_ms"), width="stretch")
     if baseline is None:
         st.caption("This workload declares no baseline: no speed-up to show.")
         return
-    if baseline not in set(ok["variant"]):
+    if baseline not in set(frames.measured_steps(summary)["variant"]):
         st.warning(f"No finished **{baseline}** run in this experiment, so there is no baseline step "
                    f"time to compare with. Launch it with {baseline} among the variants.")
-    ratios = frames.speedups(summary, baseline)
-    lines = []
-    for r in ratios.itertuples():
-        match = summary.loc[summary["variant"] == r.variant, "loss_matches_baseline"].iloc[0]
-        lines.append(f"- **{r.text}** · {frames.correctness_badge(match, baseline)}")
+    lines = [f"- **{r.text}** · {frames.correctness_badge(r.match, baseline)}"
+             for r in frames.speedups(summary, baseline).itertuples()]
     if lines:
         st.markdown("\n".join(lines))
-
-
-def failed_runs(profiles: list[RunProfile]) -> None:
-    for p in profiles:
-        m = p.manifest
-        if m.get("status") == "ok":
-            continue
-        st.error(f"**{m.get('variant')}** {m.get('status')}: {m.get('error') or 'no reason recorded'}")
-        tail = m.get("stderr_tail") or ""
-        if tail.strip():
-            with st.expander(f"{m.get('variant')}: stderr tail"):
-                st.code(tail, language="text")
 
 
 def loss_curves(profiles: list[RunProfile]) -> None:
@@ -97,25 +76,14 @@ def breakdown(profiles: list[RunProfile]) -> None:
     without = [p.manifest.get("variant") for p in profiles
                if p.manifest.get("status") == "ok" and p.table("breakdown").empty]
     note = f" No breakdown stored for: {', '.join(map(str, without))}." if without else ""
-    st.caption("Median ms per step of each category over the steps the breakdown covers (a TF run's "
-               "profiler window, or every measured step); medians need not add up to the median "
+    st.caption("Each category's share of the analysed steps (a TF run's profiler window, or every "
+               "measured step), applied to the run's median step: a bar is as long as the median "
                "step." + note)
 
 
 def summary_table(summary: pd.DataFrame) -> None:
     with st.expander("Runs of this experiment"):
-        st.dataframe(summary.drop(columns=["order"]), hide_index=True, width="stretch",
-                     column_config={c: st.column_config.NumberColumn(format="%.4g")
-                                    for c in ("median_ms", "p10_ms", "p90_ms", "final_loss")})
-
-
-def environment_of(profiles: list[RunProfile]) -> tuple[Any, Any]:
-    """The experiment's environment (one worker ran every variant): the first run that
-    recorded TF's settings, else the first that recorded any."""
-    recorded = [p.manifest for p in profiles if p.manifest.get("environment")]
-    for m in sorted(recorded, key=lambda m: "tensorflow" not in m["environment"]):
-        return m["environment"], m.get("samplers")
-    return None, None
+        st.dataframe(frames.readable(summary.drop(columns=["order"]).round(4)), hide_index=True, width="stretch")
 
 
 def explanations(profiles: list[RunProfile], baseline: str | None) -> None:
@@ -139,21 +107,27 @@ def main() -> None:
         return
     first = profiles[0].manifest
     baseline = frames.baseline_variant(profiles) or registry_baseline(first.get("workload"))
-    params = ", ".join(f"{k}={v}" for k, v in sorted((first.get("params") or {}).items()))
-    st.markdown(f"**{first.get('workload')}** · {params or 'default params'}  \n"
+    workload = loaders.workloads().get(first.get("workload") or "")
+    params = frames.params_for(first.get("params") or {}, [p.manifest.get("variant") for p in profiles],
+                               getattr(workload, "params", None))
+    st.markdown(f"**{first.get('workload')}** · {ui.escape(params)}  \n"
                 + " ".join(f"{p.manifest.get('variant')} {theme.status_badge(p.manifest.get('status'))}"
                            for p in profiles))
+    usable = ui.variant_options(workload)[0] if workload is not None else []
+    ui.verdict_box(verdict.for_profiles(profiles, usable_variants=usable), first.get("workload"))
     summary = frames.variant_summary(profiles)
     figures, side = st.columns([3, 1], gap="medium")
     with figures:
         step_times(summary, baseline)
-        failed_runs(profiles)
+        for p in profiles:
+            if p.manifest.get("status") != "ok":
+                ui.run_error(p.manifest)
         loss_curves(profiles)
         breakdown(profiles)
         explanations(profiles, baseline)
         summary_table(summary)
     with side:
-        ui.environment_panel(*environment_of(profiles))
+        ui.environment_panel(*frames.experiment_environment(profiles))
         for p in profiles:
             st.page_link(nav.path("run"), label=f"Run: {p.manifest.get('variant')}",
                          icon=":material/timeline:", query_params={"run": p.run_id})
