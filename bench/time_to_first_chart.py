@@ -156,9 +156,10 @@ def main() -> int:
     print("|---|---|---|")
     for mode, label in (("warm", "warm (TF imported before the click)"), ("cold", "cold (SGDSCOPE_WARM=0)")):
         print(f"| {label} | {', '.join(f'{t:.2f}' for t in times[mode])} | {statistics.median(times[mode]):.2f} |")
-    print(f"\nThe warm worker was ready {statistics.median(ready):.1f} s after the dashboard's first "
-          "page view (median); a new one starts when an experiment ends, so its import never "
-          "competes with a measurement.")
+    print(f"\nBefore each warm click, the script waited for a warm worker to be ready: "
+          f"{', '.join(f'{t:.1f}' for t in ready)} s (the first is TensorFlow's import after the "
+          "dashboard's first page view; later ones were already waiting: a new worker starts when "
+          "an experiment ends, so its import never competes with a measurement).")
     return 0
 
 
