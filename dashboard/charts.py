@@ -78,15 +78,18 @@ def breakdown_bars(df: pd.DataFrame, variant: str, category: str, ms: str, share
 
 def step_chart(df: pd.DataFrame, start: str, end: str, lo: str, hi: str, category: str,
                warmup_end: float | None = None, x_domain: tuple[float, float] | None = None,
-               legend: bool = True) -> alt.LayerChart | alt.Chart:
+               legend: bool = True, y_max: float | None = None) -> alt.LayerChart | alt.Chart:
     """Each step as a bar spanning its wall time on the run's clock (x: ``start``..``end``),
     its height the step's ms split into categories (``lo``..``hi``), warm-up in gray and
     its end marked. Give charts meant to line up one ``x_domain`` and draw their legends
-    apart (``legend=False`` + ``legend_chart``): a legend inside would narrow the plot."""
+    apart (``legend=False`` + ``legend_chart``): a legend inside would narrow the plot.
+    ``y_max`` (``frames.measured_max_ms``) tops the axis at the measured steps: a longer
+    warm-up step is cut there instead of flattening them."""
     present = list(dict.fromkeys(df[category]))
-    bars = (alt.Chart(df).mark_bar(stroke=None)
+    y_scale = alt.Scale(domain=[0, y_max], nice=False) if y_max else alt.Scale()
+    bars = (alt.Chart(df).mark_bar(stroke=None, clip=True)
             .encode(x=alt.X(f"{start}:Q", title=TIME_TITLE, scale=_time_scale(x_domain)), x2=f"{end}:Q",
-                    y=alt.Y(f"{lo}:Q", title="ms per step", axis=_y_axis()), y2=f"{hi}:Q",
+                    y=alt.Y(f"{lo}:Q", title="ms per step", axis=_y_axis(), scale=y_scale), y2=f"{hi}:Q",
                     color=alt.Color(f"{category}:N", scale=theme.category_scale(present),
                                     legend=alt.Legend(orient="right", title=None) if legend else None),
                     tooltip=[alt.Tooltip("step:Q"), alt.Tooltip(f"{category}:N"),
@@ -198,61 +201,20 @@ def ladder_chart(df: pd.DataFrame, rung: str, ms: str, share: str, speedup_text:
             .properties(height=theme.STEP_CHART_HEIGHT))
 
 
-def gantt_chart(df: pd.DataFrame, start: str, end: str, lane: str, label: str) -> alt.Chart:
+def gantt_chart(df: pd.DataFrame, start: str, end: str, lane: str, label: str) -> alt.LayerChart:
     """Trace events of one step as bars per thread (``lane``) from ``start`` to ``end``
-    (µs from the step's start), coloured by event ``label``; legend off (too many names)."""
-    lanes = list(dict.fromkeys(df[lane]))
-    return (alt.Chart(df).mark_bar(height=alt.RelativeBandSize(0.8))
-            .encode(x=alt.X(f"{start}:Q", title="µs since the step started"), x2=f"{end}:Q",
-                    y=alt.Y(f"{lane}:N", title=None, sort=lanes),
-                    color=alt.Color(f"{label}:N", legend=None),
-                    tooltip=[alt.Tooltip(f"{label}:N", title="event"), alt.Tooltip(f"{lane}:N", title="thread"),
-                             alt.Tooltip("dur_us:Q", format=".4g", title="µs")])
-            .properties(height=alt.Step(22)))
-
-
-# -- shares, distributions, diffs (Triage, Diff, report.html) ------------------------------------
-def share_bar(df: pd.DataFrame, part: str, share: str) -> alt.LayerChart:
-    """One bar split into parts that add up to 1 (a finding's share and the rest), each
-    part labelled with its percentage at ``mid`` (frames.share_frame adds ``row``, ``mid``
-    and ``order``). Height leaves room for the axis, so the bar draws."""
-    parts = list(df[part])
-    colors = [theme.CATEGORY_COLORS["framework_overhead"], "#d0d0d0", *theme.METRIC_PALETTE][:len(parts)]
-    base = alt.Chart(df)
-    bar = base.mark_bar(height=alt.RelativeBandSize(0.7)).encode(
-        x=alt.X(f"{share}:Q", stack="zero", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title=None),
-        y=alt.Y("row:N", axis=None), color=alt.Color(f"{part}:N", scale=alt.Scale(domain=parts, range=colors),
-                                                    legend=alt.Legend(orient="right", title=None, labelLimit=260)),
-        order=alt.Order("order:Q"), tooltip=[part, alt.Tooltip(f"{share}:Q", format=".1%")])
-    text = base.mark_text(color="black", fontSize=11).encode(
-        x=alt.X("mid:Q", scale=alt.Scale(domain=[0, 1])), y=alt.Y("row:N", axis=None),
-        text=alt.Text(f"{share}:Q", format=".0%"))
-    return alt.layer(bar, text).properties(height=90)
-
-
-def distribution_chart(df: pd.DataFrame, lo: str, hi: str, count: str, group: str) -> alt.Chart:
-    """Step-time histograms (bins from ``frames.log_histogram``) on a log x axis, one
-    translucent colour per group, so a 0.2 ms bulk and a 500 ms warm-up both read."""
-    groups = list(dict.fromkeys(df[group]))
-    lo_v, hi_v = float(df[lo].min()), float(df[hi].max())
-    return (alt.Chart(df).mark_bar(opacity=0.55)
-            .encode(x=alt.X(f"{lo}:Q", scale=alt.Scale(type="log"), title="wall step time, ms (log)",
-                            axis=alt.Axis(values=log_ticks(lo_v, hi_v), format="~g")),
-                    x2=f"{hi}:Q", y=alt.Y(f"{count}:Q", stack=None, title="steps"),
-                    color=alt.Color(f"{group}:N", scale=theme.metric_scale(groups),
-                                    legend=alt.Legend(orient="right", title=None, labelLimit=260)),
-                    tooltip=[group, alt.Tooltip(f"{lo}:Q", format=".4g", title="from ms"),
-                             alt.Tooltip(f"{hi}:Q", format=".4g", title="to ms"), count])
-            .properties(height=theme.UTIL_CHART_HEIGHT + 60))
-
-
-def ops_delta_chart(df: pd.DataFrame, op: str, delta: str, status: str) -> alt.Chart:
-    """Ops whose self time changed most (µs per step), coloured by how they changed."""
-    statuses = list(dict.fromkeys(df[status]))
-    return (alt.Chart(df).mark_bar()
-            .encode(y=alt.Y(f"{op}:N", sort="-x", title=None, axis=alt.Axis(labelLimit=320)),
-                    x=alt.X(f"{delta}:Q", title="self time change, µs per step"),
-                    color=alt.Color(f"{status}:N", scale=theme.metric_scale(statuses),
-                                    legend=alt.Legend(orient="right", title=None)),
-                    tooltip=[op, status, alt.Tooltip(f"{delta}:Q", format=".2f")])
-            .properties(height=theme.rows_height(len(df)) // 2 + theme.AXIS_HEIGHT))
+    (µs from the step's start), coloured by event ``label`` and labelled on the bar where
+    it is wide enough (the colour legend would list hundreds of names; the tooltip has
+    each). ``frames.gantt_frame`` puts the enclosing step span in a lane of its own."""
+    lanes = list(dict.fromkeys(["step", *df[lane]])) if "step" in set(df[lane]) else list(dict.fromkeys(df[lane]))
+    base = alt.Chart(df).encode(x=alt.X(f"{start}:Q", title="µs since the step started"),
+                                y=alt.Y(f"{lane}:N", title="thread", sort=lanes, axis=alt.Axis(labelLimit=200)))
+    bars = base.mark_bar(height=alt.RelativeBandSize(0.8)).encode(
+        x2=f"{end}:Q", color=alt.Color(f"{label}:N", legend=None),
+        tooltip=[alt.Tooltip(f"{label}:N", title="event"), alt.Tooltip(f"{lane}:N", title="thread"),
+                 alt.Tooltip("dur_us:Q", format=".4g", title="µs")])
+    span = float(df[end].max()) if not df.empty else 1.0
+    wide = df[(df[end] - df[start]) >= 0.08 * span]
+    text = alt.Chart(wide).mark_text(align="left", dx=3, fontSize=10, color="black", limit=160).encode(
+        x=alt.X(f"{start}:Q"), y=alt.Y(f"{lane}:N", sort=lanes), text=f"{label}:N")
+    return alt.layer(bars, text).properties(height=alt.Step(22))

@@ -125,7 +125,7 @@ def speedups(summary: pd.DataFrame, baseline: str) -> pd.DataFrame:
         if r.status != "ok":
             continue
         ratio = med / base_ms if med and base_ms else None
-        rows.append({"variant": r.variant, "ratio": ratio, "match": r.loss_matches_baseline,
+        rows.append({"variant": r.variant, "ratio": ratio, "match": getattr(r, "loss_matches_baseline", None),
                      "text": speedup_text(r.variant, med, baseline, base_ms)})
     return pd.DataFrame(rows, columns=["variant", "ratio", "match", "text"])
 
@@ -217,6 +217,82 @@ def step_frame(steps: pd.DataFrame, breakdown: pd.DataFrame) -> pd.DataFrame:
     out["ms_hi"] = out.groupby("step")["ms"].cumsum()
     out["ms_lo"] = out["ms_hi"] - out["ms"]
     return out.drop(columns="rank")
+
+
+def measured_max_ms(steps: pd.DataFrame) -> float | None:
+    """The slowest measured (non-warm-up) step, ms: the top of the step chart's axis, so a
+    560 ms warm-up step does not flatten 0.2 ms steps (it is cut at the top instead)."""
+    measured = steps[~steps["warmup"].astype(bool)]
+    if measured.empty:
+        return None
+    return float(measured["wall_us"].max()) / 1e3 * 1.1
+
+
+def warmup_note(steps: pd.DataFrame) -> str | None:
+    """How the warm-up is drawn, when it is cut at the top of the axis."""
+    top, warm = measured_max_ms(steps), steps[steps["warmup"].astype(bool)]
+    if top is None or warm.empty or float(warm["wall_us"].max()) / 1e3 <= top:
+        return None
+    return (f"The {len(warm)} warm-up step(s) (gray, up to {float(warm['wall_us'].max()) / 1e3:.4g} ms) "
+            f"are cut at the top of the axis, which is scaled to the measured steps.")
+
+
+def timeline_notes(manifest: Mapping[str, Any], steps: pd.DataFrame, breakdown: pd.DataFrame,
+                   cpu_empty: bool) -> list[str]:
+    """What the step/utilization charts show and what they cannot."""
+    res, notes = manifest.get("results") or {}, []
+    if breakdown.empty:
+        reason = (res.get("unavailable") or {}).get("breakdown_ms") or res.get("breakdown_error")
+        notes.append("No breakdown stored for this run" + (f": {reason}." if reason else "."))
+    else:
+        notes.append(f"Steps split by category (from {res.get('breakdown_source') or 'the breakdown table'}); "
+                     "gray steps have no breakdown.")
+    if (steps["derived"].astype(bool)).any():
+        notes.append("Some steps ran as one compiled block: each shows the block's mean wall time.")
+    note = warmup_note(steps)
+    if note:
+        notes.append(note)
+    host_ok, host_text = sampler_status(manifest.get("samplers"), "host")
+    if cpu_empty:
+        span_s = float((steps["start_us"] + steps["wall_us"]).max()) / 1e6
+        why = host_text if host_ok is False else (
+            f"none recorded; the run lasted {span_s:.3g} s, and the sampler ticks every 0.1 s by default")
+        notes.append(f"CPU/RSS: {why}.")
+    return notes
+
+
+def trace_facts(manifest: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Label/value rows of a profiled run: where its breakdown came from, the stored
+    facts, and the profiler's own cost."""
+    res, cap = manifest.get("results") or {}, manifest.get("capture") or {}
+    rows = [("breakdown from", res.get("breakdown_source") or
+             f"unavailable ({(res.get('unavailable') or {}).get('breakdown_ms', 'no breakdown')})")]
+    rows.extend(analysis_facts(manifest))
+    over = cap.get("overhead") or {}
+    if over.get("ratio"):
+        rows.append(("profiler's own cost", f"steps in the window {over['ratio']:.2f}× those outside"))
+    return rows
+
+
+def top_ops(ops: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The ``n`` ops with the most self time in the profiler window, for a table."""
+    top = ops.sort_values("total_self_us", ascending=False).head(n)
+    return readable(top[["op_name", "op_type", "occurrences", "total_self_us", "avg_self_us"]]
+                    .rename(columns={"total_self_us": "self µs (total)", "avg_self_us": "µs per occurrence"}))
+
+
+def gantt_frame(events: pd.DataFrame, max_events: int) -> pd.DataFrame:
+    """The longest ``max_events`` events of one step, µs from its start, one lane per
+    thread; an event spanning (almost) the whole step, such as the step marker itself,
+    gets a lane of its own ("step") so it does not cover the ops it encloses."""
+    ev = events[events["dur_us"] > 0].nlargest(max_events, "dur_us").copy()
+    if ev.empty:
+        return ev.assign(start_us=[], end_us=[], lane=[])
+    t0 = float(ev["ts_us"].min())
+    ev["start_us"], ev["end_us"] = ev["ts_us"] - t0, ev["ts_us"] - t0 + ev["dur_us"]
+    span = float(ev["end_us"].max())
+    ev["lane"] = ev["thread"].astype(str).where(ev["dur_us"] < 0.9 * span, "step")
+    return ev
 
 
 def time_domain_s(steps: pd.DataFrame, samples: pd.DataFrame) -> tuple[float, float]:
