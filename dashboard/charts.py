@@ -218,3 +218,50 @@ def gantt_chart(df: pd.DataFrame, start: str, end: str, lane: str, label: str) -
     text = alt.Chart(wide).mark_text(align="left", dx=3, fontSize=10, color="black", limit=160).encode(
         x=alt.X(f"{start}:Q"), y=alt.Y(f"{lane}:N", sort=lanes), text=f"{label}:N")
     return alt.layer(bars, text).properties(height=alt.Step(22))
+
+
+# -- shares, distributions, diffs (Triage, Diff, report.html) ------------------------------------
+def share_bar(df: pd.DataFrame, part: str, share: str) -> alt.LayerChart:
+    """One bar split into parts that add up to 1 (a finding's share and the rest), each
+    part labelled with its percentage at ``mid`` (frames.share_frame adds ``row``, ``mid``
+    and ``order``). Height leaves room for the axis, so the bar draws."""
+    parts = list(df[part])
+    colors = [theme.CATEGORY_COLORS["framework_overhead"], "#d0d0d0", *theme.METRIC_PALETTE][:len(parts)]
+    base = alt.Chart(df)
+    bar = base.mark_bar(height=alt.RelativeBandSize(0.7)).encode(
+        x=alt.X(f"{share}:Q", stack="zero", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title=None),
+        y=alt.Y("row:N", axis=None), color=alt.Color(f"{part}:N", scale=alt.Scale(domain=parts, range=colors),
+                                                    legend=alt.Legend(orient="right", title=None, labelLimit=260)),
+        order=alt.Order("order:Q"), tooltip=[part, alt.Tooltip(f"{share}:Q", format=".1%")])
+    text = base.mark_text(color="black", fontSize=11).encode(
+        x=alt.X("mid:Q", scale=alt.Scale(domain=[0, 1])), y=alt.Y("row:N", axis=None),
+        text=alt.Text(f"{share}:Q", format=".0%"))
+    return alt.layer(bar, text).properties(height=90)
+
+
+def distribution_chart(df: pd.DataFrame, lo: str, hi: str, count: str, group: str) -> alt.Chart:
+    """Step-time histograms (bins from ``frames.log_histogram``) on a log x axis, one
+    translucent colour per group, so a 0.2 ms bulk and a 500 ms warm-up both read."""
+    groups = list(dict.fromkeys(df[group]))
+    lo_v, hi_v = float(df[lo].min()), float(df[hi].max())
+    return (alt.Chart(df).mark_bar(opacity=0.55)
+            .encode(x=alt.X(f"{lo}:Q", scale=alt.Scale(type="log"), title="wall step time, ms (log)",
+                            axis=alt.Axis(values=log_ticks(lo_v, hi_v), format="~g")),
+                    x2=f"{hi}:Q", y=alt.Y(f"{count}:Q", stack=None, title="steps"),
+                    color=alt.Color(f"{group}:N", scale=theme.metric_scale(groups),
+                                    legend=alt.Legend(orient="right", title=None, labelLimit=260)),
+                    tooltip=[group, alt.Tooltip(f"{lo}:Q", format=".4g", title="from ms"),
+                             alt.Tooltip(f"{hi}:Q", format=".4g", title="to ms"), count])
+            .properties(height=theme.UTIL_CHART_HEIGHT + 60))
+
+
+def ops_delta_chart(df: pd.DataFrame, op: str, delta: str, status: str) -> alt.Chart:
+    """Ops whose self time changed most (µs per step), coloured by how they changed."""
+    statuses = list(dict.fromkeys(df[status]))
+    return (alt.Chart(df).mark_bar()
+            .encode(y=alt.Y(f"{op}:N", sort="-x", title=None, axis=alt.Axis(labelLimit=320)),
+                    x=alt.X(f"{delta}:Q", title="self time change, µs per step"),
+                    color=alt.Color(f"{status}:N", scale=theme.metric_scale(statuses),
+                                    legend=alt.Legend(orient="right", title=None)),
+                    tooltip=[op, status, alt.Tooltip(f"{delta}:Q", format=".2f")])
+            .properties(height=theme.rows_height(len(df)) // 2 + theme.AXIS_HEIGHT))

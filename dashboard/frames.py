@@ -462,6 +462,20 @@ def environment_rows(env: Mapping[str, Any] | None) -> list[tuple[str, str]]:
     return rows
 
 
+def category_frame(categories: pd.DataFrame) -> pd.DataFrame:
+    """``run, category, ms`` (A and B) from ``diff_runs``' per-category table."""
+    rows = categories[categories["category"] != "total"]
+    return pd.concat([pd.DataFrame({"category": rows["category"], "run": "A", "ms": rows["a_ms"]}),
+                      pd.DataFrame({"category": rows["category"], "run": "B", "ms": rows["b_ms"]})],
+                     ignore_index=True).fillna({"ms": 0.0})
+
+
+def top_op_changes(ops: pd.DataFrame, n: int = 15) -> pd.DataFrame:
+    """The ``n`` ops whose self time changed most, either way."""
+    changed = ops[ops["status"] != "unchanged"]
+    return changed.reindex(changed["delta_self_us_per_step"].abs().sort_values(ascending=False).index).head(n)
+
+
 # -- display ------------------------------------------------------------------------------------
 def log_histogram(df: pd.DataFrame, value: str, group: str, bins: int = 40) -> pd.DataFrame:
     """``group, lo_ms, hi_ms, steps``: counts in bins equally wide on a log scale (values

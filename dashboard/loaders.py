@@ -145,6 +145,22 @@ def live_samples(exp_dir: Path, variant: str) -> pd.DataFrame:
     return read_live(Path(exp_dir) / f"live-{variant}.jsonl")
 
 
+# -- bundles ---------------------------------------------------------------------------------
+@st.cache_resource(show_spinner="Checking the bundle...", max_entries=4)
+def _bundle_runs(digest: str, data: bytes) -> list[RunProfile]:
+    from profilers import bundle
+
+    return bundle.open_bundle(data)
+
+
+def bundle_runs(data: bytes) -> list[RunProfile]:
+    """The runs of an uploaded bundle, validated whole and opened once per content
+    (in a temporary folder; nothing is written to the store)."""
+    import hashlib
+
+    return _bundle_runs(hashlib.sha256(data).hexdigest(), data)
+
+
 # -- registry --------------------------------------------------------------------------------
 def workloads() -> Mapping[str, Any]:
     """The workload registry (built-ins plus ``SGDSCOPE_WORKLOAD_MODULES``); a bad module
