@@ -341,7 +341,8 @@ def cmd_cancel(args: argparse.Namespace, store: RunStore) -> int:
 
 # -- entry point ---------------------------------------------------------------------------
 #: Modules that add subcommands to COMMANDS with @command when imported.
-COMMAND_MODULES: tuple[str, ...] = ("profilers.cli_triage", "profilers.cli_bundle", "profilers.cli_scaleout")
+COMMAND_MODULES: tuple[str, ...] = ("profilers.cli_triage", "profilers.cli_bundle", "profilers.cli_scaleout",
+                                     "profilers.cli_whatif")
 
 
 def build_parser() -> argparse.ArgumentParser:

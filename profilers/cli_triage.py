@@ -136,7 +136,16 @@ def launch_script(store: RunStore, spec: Any) -> Any:
     return launch(spec, store, kind="script")
 
 
-@command("profile", "profile your own training script unchanged and name its bottlenecks", _profile_args)
+def _profile_cmd_args(p: argparse.ArgumentParser) -> None:
+    from profilers.cli_whatif import add_whatif_args
+
+    _profile_args(p)
+    p.add_argument("--whatif", action="store_true",
+                   help="then measure each fix the findings name (as `sgdscope whatif`; --fix, --repeat)")
+    add_whatif_args(p)
+
+
+@command("profile", "profile your own training script unchanged and name its bottlenecks", _profile_cmd_args)
 def cmd_profile(args: argparse.Namespace, store: RunStore) -> int:
     spec = make_spec(Path(args.script), function=args.function, argv=args.arg, max_steps=args.max_steps,
                      skip_steps=args.skip_steps, window_s=args.window, timeout_s=args.timeout)
@@ -157,10 +166,16 @@ def cmd_profile(args: argparse.Namespace, store: RunStore) -> int:
                 "run_dir": str(profile.run_dir)})
     if args.out:
         doc["bundle"] = export_bundle(profile, Path(args.out))
+    if args.whatif and m.get("status") == "ok":
+        from profilers.cli_whatif import print_whatif, run_from_args
+
+        doc["whatif"] = run_from_args(args, store, original=profile)
     if args.json:
         emit_json(doc)
     else:
         print_report(doc)
+        if doc.get("whatif"):
+            print_whatif(doc["whatif"])
         if script.get("exit_code"):
             print(f"\nThe script failed (exit code {script['exit_code']}): {script.get('exception')}", file=sys.stderr)
             if script.get("traceback"):

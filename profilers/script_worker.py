@@ -205,7 +205,10 @@ def profile_script(spec: ExperimentSpec, exp_dir: Path, store: RunStore) -> RunP
     samplers.start()
     harness_error = None
     try:
-        with capture.around_script():
+        from profilers.fixes import apply as apply_fixes  # sgdscope whatif: fixes from outside the script
+
+        with apply_fixes(list(p.get("fixes") or []), [str(script), *scan.files]) as applied_fixes, \
+                capture.around_script():
             try:
                 outcome = run_user_code(script, p.get("function"), list(p.get("argv") or []))
             except SgdscopeError as exc:  # e.g. --function names no function: the run fails with it
@@ -223,7 +226,7 @@ def profile_script(spec: ExperimentSpec, exp_dir: Path, store: RunStore) -> RunP
         "exit_code": outcome.exit_code, "exception": outcome.exception, "traceback": outcome.traceback,
         "wall_s": outcome.wall_s, "scan": {"uses_tf": scan.uses_tf, "uses_keras_fit": scan.uses_keras_fit,
                                            "imports": scan.imports, "files": scan.files},
-        "stdout": "logs/stdout.txt", "stderr": "logs/stderr.txt",
+        "stdout": "logs/stdout.txt", "stderr": "logs/stderr.txt", "fixes": applied_fixes.report(),
     }
     tables: dict[str, pd.DataFrame] = {"samples": samples}
     results: dict[str, Any] = {}
