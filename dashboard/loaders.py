@@ -2,7 +2,9 @@
 directories and the workload registry, and the only one that uses ``st.cache_*``.
 
 - ``store()``: the ``RunStore`` of ``SGDSCOPE_HOME`` (a cached resource per home).
-- ``runs()``: the run index, cached until a run directory or the index changes.
+- ``runs()``: the readable runs of the index, cached until a run directory or the index
+  changes; ``all_runs()`` adds the runs that cannot be read (status ``damaged``, the
+  reason in ``damage``), for the Runs page, which lists and deletes them.
 - ``profile(run_id)``: a stored run, cached by run id and manifest mtime.
 - ``experiment_profiles(exp_id)``: the runs of one experiment in launch order.
 - ``handle(exp_id)`` / ``remember(handle)``: experiment handles, kept process-wide so
@@ -57,15 +59,37 @@ def _store_version(home_dir: str) -> tuple[int, int, int]:
     return _mtime_ns(h), _mtime_ns(h / "index.sqlite"), _mtime_ns(h / "index.sqlite-wal")
 
 
+@st.cache_resource(show_spinner=False)
+def _notices() -> list[str]:
+    return []
+
+
 @st.cache_data(show_spinner=False, max_entries=32)
 def _runs(home_dir: str, version: tuple[int, int, int]) -> pd.DataFrame:
-    return RunStore(home_dir).list()
+    df = RunStore(home_dir).list()
+    _notices().extend(df.attrs.get("notices") or [])
+    return df
+
+
+def take_notices() -> list[str]:
+    """The store's warnings (an index rebuilt) not shown yet; each is returned once."""
+    out = list(_notices())
+    _notices().clear()
+    return out
+
+
+def all_runs() -> pd.DataFrame:
+    """``RunStore.list()``: one row per stored run, newest first, damaged runs last
+    (its warnings, e.g. an index rebuilt, go to ``take_notices``)."""
+    h = home()
+    return _runs(h, _store_version(h))
 
 
 def runs() -> pd.DataFrame:
-    """``RunStore.list()``: one row per stored run, newest first."""
-    h = home()
-    return _runs(h, _store_version(h))
+    """The readable runs, newest first: every page but Runs sees only these, so one
+    damaged run never breaks a page."""
+    df = all_runs()
+    return df[df["status"] != "damaged"].reset_index(drop=True)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

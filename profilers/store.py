@@ -323,8 +323,9 @@ class RunStore:
         self._index_after_commit([profile])
 
     def list(self) -> pd.DataFrame:
-        """One row per stored run, newest first: ``INDEX_COLUMNS`` plus ``damage`` (None,
-        or why a ``damaged`` run cannot be read). ``steps`` holds ints (or None)."""
+        """One row per stored run, newest first, damaged runs last: ``INDEX_COLUMNS`` plus
+        ``damage`` (None, or why a ``damaged`` run cannot be read). ``steps`` holds ints
+        (or None). ``attrs["notices"]`` carries this store's warnings (index rebuilt)."""
         damaged = self.reconcile()
         df = self._with_index(lambda conn: pd.read_sql_query(
             f"SELECT {', '.join(INDEX_COLUMNS)} FROM runs", conn))
@@ -333,8 +334,10 @@ class RunStore:
             extra = pd.DataFrame(damaged).reindex(columns=[*INDEX_COLUMNS, "damage"])
             df = pd.concat([df.astype(object), extra.astype(object)], ignore_index=True) if len(df) \
                 else extra
-        df = df.sort_values(["created_at", "run_id"], ascending=False, na_position="last",
-                            key=lambda s: s.fillna("").astype(str)).reset_index(drop=True)
+        df = df.assign(_readable=df["status"] != "damaged").sort_values(
+            ["_readable", "created_at", "run_id"], ascending=False, na_position="last",
+            key=lambda s: s if s.name == "_readable" else s.fillna("").astype(str),
+        ).drop(columns="_readable").reset_index(drop=True)
         df["loss_matches_baseline"] = df["loss_matches_baseline"].map(
             lambda v: None if pd.isna(v) else bool(v)).astype(object)
         df["steps"] = pd.Series([None if pd.isna(v) else int(v) for v in df["steps"]],

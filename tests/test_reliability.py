@@ -477,3 +477,46 @@ def test_timed_out_script_run_has_the_logs_its_message_points_to(tmp_path):
     run_dir = Path(json.loads(out.stdout)["run_dir"])
     assert json.loads((run_dir / "manifest.json").read_text())["status"] == "timeout"
     assert "started" in (run_dir / "logs" / "stdout.txt").read_text()
+
+
+# -- the dashboard survives damage ---------------------------------------------------------
+def _damage_store(home: Path) -> str:
+    """Damage the newest run's manifest and the whole index; the damaged run's id."""
+    store = RunStore(home)
+    victim = store.list()["run_id"].iloc[0]
+    (home / victim / "manifest.json").write_text("[1, 2]")
+    for extra in ("-wal", "-shm"):
+        Path(f"{store.index_path}{extra}").unlink(missing_ok=True)
+    store.index_path.write_bytes(b"garbage" * 100)
+    return victim
+
+
+PAGES_TO_CHECK = ["home", "launch", "compare", "run", "runs", "triage", "diff", "workers", "sweep", "pipeline"]
+
+
+@pytest.mark.parametrize("page", PAGES_TO_CHECK)
+def test_every_page_survives_a_damaged_index_and_a_damaged_run(filled_store, open_page, dash_home, page):
+    from dashboard import nav
+
+    if not nav.available(page):
+        pytest.skip(f"no {page} page")
+    victim = _damage_store(dash_home)
+    at = open_page(page)  # asserts no exception
+    assert not [e.value for e in at.error if "not a run manifest" in str(e.value)], \
+        f"{page} shows the damaged run {victim} instead of the readable ones"
+
+
+def test_runs_page_lists_a_damaged_run_with_its_reason_and_deletes_it(filled_store, open_page, dash_home):
+    victim = _damage_store(dash_home)
+    at = open_page("runs")
+    warnings = " ".join(str(w.value) for w in at.warning)
+    assert "rebuilt from the run folders" in warnings
+    assert victim in warnings and "not a run manifest" in warnings
+    table = at.dataframe[0].value
+    assert table.set_index("run_id").loc[victim, "status"] == "damaged"
+    at.multiselect[0].set_value([victim]).run()
+    next(b for b in at.button if b.label.startswith("Delete selected")).click().run()
+    next(b for b in at.button if b.label == "Yes, delete").click().run()
+    assert not at.exception
+    assert victim not in set(RunStore(dash_home).list()["run_id"])
+    assert victim not in set(at.dataframe[0].value["run_id"])

@@ -1,5 +1,7 @@
 """Runs page: the stored history as a table, links to a run and its experiment, and
-delete (two steps: choose, then confirm).
+delete (two steps: choose, then confirm). Runs that cannot be read are listed as
+``damaged`` with the reason, and can be deleted like any other; a rebuilt index is
+reported once.
 
 Thin: loaders (``RunStore.list`` / ``delete``) -> Streamlit. Must not import tensorflow
 or pynvml.
@@ -15,7 +17,7 @@ PENDING_KEY = "runs_delete_pending"
 DONE_KEY = "runs_deleted"
 
 COLUMNS = ["created_at", "workload", "variant", "status", "steps", "median_ms", "final_loss",
-           "loss_matches_baseline", "experiment_id", "run_id", "source"]
+           "loss_matches_baseline", "experiment_id", "run_id", "source", "damage"]
 
 
 def ask_confirm() -> None:
@@ -55,9 +57,20 @@ def delete_section(labels: dict[str, str]) -> None:
     c2.button("Cancel", on_click=cancel)
 
 
+def damaged_section(runs) -> None:
+    damaged = runs[runs["status"] == "damaged"]
+    if damaged.empty:
+        return
+    st.warning(f"{len(damaged)} run(s) cannot be read and are set aside; every other run works. "
+               "Delete them below, or re-import them from their bundles:\n\n"
+               + "\n".join(f"- `{r.run_id}`: {r.damage}" for r in damaged.itertuples()))
+
+
 def main() -> None:
     st.title("Runs")
-    runs = loaders.runs()
+    runs = loaders.all_runs()
+    for notice in loaders.take_notices():
+        st.warning(notice)
     if runs.empty:
         st.info(f"No stored runs in `{loaders.home()}` yet. Launch an experiment on the Launch page, or "
                 "from a terminal: `sgdscope run linreg --variants numpy,python`. The store location "
@@ -65,22 +78,25 @@ def main() -> None:
         st.page_link(nav.path("launch"), label="Launch an experiment", icon=":material/rocket_launch:")
         return
     st.caption(f"{len(runs)} run(s) in `{loaders.home()}`, newest first.")
+    damaged_section(runs)
     st.dataframe(runs[[c for c in COLUMNS if c in runs.columns]], hide_index=True, width="stretch",
                  column_config={"median_ms": st.column_config.NumberColumn("median ms", format="%.4g"),
                                 "final_loss": st.column_config.NumberColumn("final loss", format="%.6g"),
                                 "loss_matches_baseline": st.column_config.CheckboxColumn("loss ok")})
     labels = {r["run_id"]: frames.run_label(r) for r in runs.to_dict("records")}
-    with st.container(border=True):
-        pick = st.selectbox("Open a run", list(labels), format_func=lambda r: labels[r])
-        exp = runs.loc[runs["run_id"] == pick, "experiment_id"].iloc[0]
-        c1, c2, _ = st.columns([1, 1, 3])
-        with c1:
-            st.page_link(nav.path("run"), label="Open in Run", icon=":material/timeline:",
-                         query_params={"run": pick})
-        if isinstance(exp, str) and exp:
-            with c2:
-                st.page_link(nav.path("compare"), label="Compare its experiment",
-                             icon=":material/compare_arrows:", query_params={"exp": exp})
+    readable = list(runs.loc[runs["status"] != "damaged", "run_id"])
+    if readable:
+        with st.container(border=True):
+            pick = st.selectbox("Open a run", readable, format_func=lambda r: labels[r])
+            exp = runs.loc[runs["run_id"] == pick, "experiment_id"].iloc[0]
+            c1, c2, _ = st.columns([1, 1, 3])
+            with c1:
+                st.page_link(nav.path("run"), label="Open in Run", icon=":material/timeline:",
+                             query_params={"run": pick})
+            if isinstance(exp, str) and exp:
+                with c2:
+                    st.page_link(nav.path("compare"), label="Compare its experiment",
+                                 icon=":material/compare_arrows:", query_params={"exp": exp})
     with st.container(border=True):
         delete_section(labels)
 
