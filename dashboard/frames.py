@@ -476,6 +476,32 @@ def top_op_changes(ops: pd.DataFrame, n: int = 15) -> pd.DataFrame:
     return changed.reindex(changed["delta_self_us_per_step"].abs().sort_values(ascending=False).index).head(n)
 
 
+def crossover_marks(table: pd.DataFrame, summary: Mapping[str, Any], baseline: str) -> pd.DataFrame:
+    """``size, label, text``: the sizes where the best TF variant beat the baseline, the
+    size it overtakes at named, for the Sweep chart's dashed marks."""
+    faster = set(summary["tf_faster_at"])
+    rows = [{"size": float(r["size"]), "label": r["label"],
+             "text": f"TF overtakes {baseline} ({r['label']})" if r["label"] == summary["overtakes_at"]
+             else f"TF faster ({r['label']})"}
+            for r in table.to_dict("records") if r["label"] in faster]
+    return pd.DataFrame(rows, columns=["size", "label", "text"])
+
+
+def ratio_table(table: pd.DataFrame, variants: Sequence[str]) -> pd.DataFrame:
+    """The Sweep's table: size, each variant's median ms, the best TF variant, each TF
+    variant's ratio to NumPy (formatted, so a cell reads "3.7×")."""
+    ms_cols = [v for v in variants if v in table.columns]
+    ratio_cols = [c for c in table.columns if c.endswith("_over_numpy")]
+    out = pd.DataFrame({"size": table["label"]})
+    for c in ms_cols:
+        out[f"{c} ms"] = [value_text(v) for v in table[c]]
+    if "best_tf" in table.columns:
+        out["best TF"] = table["best_tf"]
+    for c in ratio_cols:
+        out[c.replace("_over_numpy", " / numpy")] = ["unavailable" if pd.isna(v) else f"{v:.3g}×" for v in table[c]]
+    return out
+
+
 # -- display ------------------------------------------------------------------------------------
 def log_histogram(df: pd.DataFrame, value: str, group: str, bins: int = 40) -> pd.DataFrame:
     """``group, lo_ms, hi_ms, steps``: counts in bins equally wide on a log scale (values

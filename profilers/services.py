@@ -160,9 +160,12 @@ def start_sweep(store: RunStore, workload: str, variants: list[str], grid: list[
     path = sweep_path(store, sweep_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, dumps(record))
-    slot = pool.take() if pool is not None else None
+    from workloads import WORKLOADS
+
+    needs_tf = any(WORKLOADS[workload].variant(v).needs_tf for v in variants)
+    slot = pool.take() if pool is not None and needs_tf else None
     if slot is None:
-        slot = start_slot(store)
+        slot = start_slot(store, import_tf=needs_tf)
     log = sweep_log_path(store, sweep_id)
     with open(log, "a", encoding="utf-8") as fh:
         fh.write(f"sweep {sweep_id}: {len(grid)} sizes × {len(variants)} variants in one worker "

@@ -127,3 +127,31 @@ def describe_crossover(summary: dict[str, Any], baseline: str = "numpy") -> str:
     if summary.get("not_measured_at"):
         text += f"; not measured (a run failed) at {', '.join(summary['not_measured_at'])}"
     return text[0].upper() + text[1:] + "."
+
+
+def crossover_distance(table: pd.DataFrame, summary: dict[str, Any]) -> str | None:
+    """When the best TF variant never beat the baseline, how far the crossover is: its
+    ratio at the largest size measured and, from the trend of the last two sizes on a
+    log-log scale, the size where it would reach 1 (None when TF was faster somewhere,
+    or there is nothing to go on)."""
+    import math
+
+    if summary.get("tf_faster_at") or "best_tf_over_numpy" not in table.columns:
+        return None
+    ok = table[table["best_tf_over_numpy"].notna()].sort_values("size")
+    if ok.empty:
+        return None
+    last = ok.iloc[-1]
+    text = (f"The crossover is beyond the sizes measured: at the largest, {last['label']}, the best TF "
+            f"variant ({last['best_tf']}) is still {last['best_tf_over_numpy']:.2f}× slower than NumPy")
+    if len(ok) >= 2:
+        prev = ok.iloc[-2]
+        slope = (math.log(last["best_tf_over_numpy"]) - math.log(prev["best_tf_over_numpy"])) / \
+            (math.log(last["size"]) - math.log(prev["size"]))
+        if slope < 0:
+            at = last["size"] * math.exp(-math.log(last["best_tf_over_numpy"]) / slope)
+            text += (f"; its ratio is falling, and at that rate it would reach NumPy near size "
+                     f"{at:.3g} (product of the swept params): add larger sizes, or a whole-loop XLA variant")
+        else:
+            text += "; its ratio is not falling with size, so larger sizes will not reach it: try a whole-loop XLA variant"
+    return text + "."

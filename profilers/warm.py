@@ -85,9 +85,12 @@ class WarmSlot:
         return self.claimed and self.alive and any(not (p / "status.json").exists() for p in self.exp_dirs)
 
 
-def start_slot(store: RunStore) -> WarmSlot:
+def start_slot(store: RunStore, import_tf: bool = True) -> WarmSlot:
+    """Start a slot; ``import_tf=False`` for a job known to need no TensorFlow."""
     slot_dir = store.home / WARM_DIR / new_id("warm", "slot")
     slot_dir.mkdir(parents=True)
+    if not import_tf:
+        (slot_dir / "no_tf").touch()
     with open(slot_dir / "supervisor.log", "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "profilers.warm", "supervise", str(slot_dir), str(os.getpid())],
@@ -267,7 +270,7 @@ def work(slot_dir: Path) -> int:
     from workloads import WORKLOADS  # noqa: F401  (the registry, plugins included)
 
     info: dict[str, Any] = {"pid": os.getpid(), "tf": None, "tf_import_s": None}
-    if importlib.util.find_spec("tensorflow") is not None:
+    if importlib.util.find_spec("tensorflow") is not None and not (slot_dir / "no_tf").exists():
         t = time.perf_counter()
         import tensorflow as tf
 
@@ -284,11 +287,13 @@ def work(slot_dir: Path) -> int:
         time.sleep(IDLE_POLL_S)
     job = json.loads(job_path.read_text(encoding="utf-8"))
     exp_dirs = [Path(p) for p in job["exp_dirs"]]
-    _log(job.get("log"), f"worker pid {info['pid']}: imported TensorFlow {info['tf']} once, in "
-         f"{info['tf_import_s'] or 0:.1f} s; it runs all {len(exp_dirs)} experiment(s) of this job")
+    _log(job.get("log"), (f"worker pid {info['pid']}: imported TensorFlow {info['tf']} once, in "
+                          f"{info['tf_import_s'] or 0:.1f} s" if info["tf"] else
+                          f"worker pid {info['pid']}: TensorFlow not imported (no variant needs it)")
+         + f"; it runs all {len(exp_dirs)} experiment(s) of this job")
     for i, exp_dir in enumerate(exp_dirs):
         text = (f"{exp_dir.name} in worker pid {info['pid']}: TensorFlow already imported, not again"
-                if info["tf"] else f"{exp_dir.name} in worker pid {info['pid']}: TensorFlow is not installed")
+                if info["tf"] else f"{exp_dir.name} in worker pid {info['pid']}: without TensorFlow")
         emit(exp_dir, "phase", text="TensorFlow already imported (warm worker)")
         emit(exp_dir, "warm", pid=info["pid"], tf_import_s=info["tf_import_s"], index=i, of=len(exp_dirs))
         _log(job.get("log"), f"size {i + 1}/{len(exp_dirs)}: {text}")

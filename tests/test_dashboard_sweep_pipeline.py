@@ -55,30 +55,27 @@ def stored_run(workload: str, variant: str, exp_id: str, median_ms: float, order
     return p
 
 
-class FakeHandle:
-    def __init__(self, experiment_id: str) -> None:
-        self.experiment_id = experiment_id
-
-    def wait(self) -> dict:
-        return {"status": "ok"}
-
-
 def store_sweep(store) -> dict:
-    """A sweep record written by run_sweep, over runs stored with SWEEP_MEDIANS."""
-    from profilers import session
+    """A stored sweep record (as ``services.start_sweep`` writes it) over runs stored with
+    SWEEP_MEDIANS, one experiment per size."""
+    from profilers.model import atomic_write_text, dumps
     from profilers.store import new_id
-    from profilers.sweep import parse_grid, run_sweep, size_label
+    from profilers.sweep import parse_grid, size_label
 
-    def fake_launch(spec, st):
-        exp_id = new_id("exp", spec.workload)
-        medians = SWEEP_MEDIANS[size_label({k: spec.params[k] for k in ("m", "n")})]
-        for order, v in enumerate(spec.variants):
-            st.save(stored_run("linreg", v, exp_id, medians[v], order, spec.params, baseline="numpy"))
-        return FakeHandle(exp_id)
-
-    with mock.patch.object(session, "launch", fake_launch):
-        return run_sweep(store, "linreg", ["numpy", "tf_eager", "tf_function"], parse_grid(SWEEP_GRID),
-                         {"steps": "30"}, 60.0)
+    grid = parse_grid(SWEEP_GRID)
+    record = {"sweep_id": new_id("sweep", "linreg"), "workload": "linreg",
+              "variants": ["numpy", "tf_eager", "tf_function"], "grid": grid, "base_params": {"steps": "30"},
+              "experiments": []}
+    for point in grid:
+        exp_id = new_id("exp", "linreg")
+        medians = SWEEP_MEDIANS[size_label(point)]
+        for order, v in enumerate(record["variants"]):
+            store.save(stored_run("linreg", v, exp_id, medians[v], order, {**point, "steps": 30}, baseline="numpy"))
+        record["experiments"].append({"point": point, "label": size_label(point), "experiment_id": exp_id,
+                                      "status": "ok"})
+    (store.home / "_sweeps").mkdir(parents=True, exist_ok=True)
+    atomic_write_text(store.home / "_sweeps" / f"{record['sweep_id']}.json", dumps(record))
+    return record
 
 
 def test_sweep_page_draws_the_crossover_and_marks_where_tf_is_faster(dash_home, open_page):
@@ -102,9 +99,10 @@ def test_sweep_page_draws_the_crossover_and_marks_where_tf_is_faster(dash_home, 
     assert list(marks["label"]) == tf_faster_labels() == ["100×10", "10000×100"]
     assert "TF overtakes numpy (100×10)" in set(marks["text"])
     table = at.dataframe[0].value
-    assert list(table["label"]) == list(SWEEP_MEDIANS)
-    expected = [min(m["tf_eager"], m["tf_function"]) / m["numpy"] for m in SWEEP_MEDIANS.values()]
-    assert list(table["best_tf_over_numpy"]) == pytest.approx(expected)
+    assert list(table["size"]) == list(SWEEP_MEDIANS)
+    expected = [f"{min(m['tf_eager'], m['tf_function']) / m['numpy']:.3g}×" for m in SWEEP_MEDIANS.values()]
+    assert list(table["best_tf / numpy"]) == expected
+    assert "Dashed green lines" in texts(at, "caption")
 
 
 def test_sweep_page_with_no_sweep_says_how_to_start_one(dash_home, open_page):
@@ -113,34 +111,22 @@ def test_sweep_page_with_no_sweep_says_how_to_start_one(dash_home, open_page):
     assert not charts(at)
 
 
-# -- a real background sweep of the toy workload -----------------------------------------------
+# -- a real sweep of the toy workload, every size in one worker --------------------------------
 @pytest.fixture()
 def toy_sweep(dash_home, monkeypatch):
-    """The toy workload here and in the sweep's processes; afterwards no job process is left."""
+    """The toy workload here and in the sweep's worker; afterwards every size has ended."""
     monkeypatch.setenv("SGDSCOPE_WORKLOAD_MODULES", "tests.toy_workload")
     importlib.import_module("tests.toy_workload")
     yield dash_home
-    for job in (dash_home / "_sweep_jobs").glob("*/job.json"):
-        pid = json.loads(job.read_text())["pid"]
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     for exp in (dash_home / "_experiments").glob("*"):
         (exp / "cancel").touch()
     deadline = time.monotonic() + 30
     for exp in (dash_home / "_experiments").glob("*"):
         while not (exp / "status.json").exists() and time.monotonic() < deadline:
             time.sleep(0.1)
-    for job in (dash_home / "_sweep_jobs").glob("*/job.json"):
-        pid = json.loads(job.read_text())["pid"]
-        try:
-            os.waitpid(pid, 0)
-        except ChildProcessError:
-            pass
 
 
-def start_toy_sweep(at, variants: list[str], sizes: str, fixed: str):
+def start_toy_sweep(at, variants: list[str], sizes: str, fixed: str) -> str:
     at.selectbox(key="sweep_workload").set_value("toy").run()
     assert not at.exception, at.exception
     widget(at, "multiselect", "Variants").set_value(variants)
@@ -148,59 +134,54 @@ def start_toy_sweep(at, variants: list[str], sizes: str, fixed: str):
     next(t for t in at.text_area if t.label.startswith("Fixed")).set_value(fixed)
     next(b for b in at.button if b.label == "Start sweep").click().run()
     assert not at.exception, at.exception
-    return at.session_state["sweep_job"]
+    return at.session_state["sweep_running"]
 
 
-def job_pid(home: Path, job_id: str) -> int:
-    return json.loads((home / "_sweep_jobs" / job_id / "job.json").read_text())["pid"]
+def worker_pids(home: Path) -> set[int]:
+    """The pids of the workers that ran each size (from the ``warm`` progress events)."""
+    pids = set()
+    for log in home.glob("_experiments/*/progress.jsonl"):
+        pids |= {json.loads(line)["pid"] for line in log.read_text().splitlines() if '"warm"' in line}
+    return pids
 
 
-def test_sweep_launch_runs_in_the_background_and_is_polled_to_the_end(toy_sweep, open_page):
+def test_sweep_runs_every_size_in_one_worker_and_is_polled_to_the_end(toy_sweep, open_page):
     from profilers.store import RunStore
     from profilers.sweep import list_sweeps
 
     at = open_page("sweep")
-    job_id = start_toy_sweep(at, ["ok", "ok2"], "steps=3,4", "warmup_steps=1")
-    job = json.loads((toy_sweep / "_sweep_jobs" / job_id / "job.json").read_text())
-    assert job["cmd"][1:4] == ["-m", "profilers.cli", "sweep"] and "--home" in job["cmd"]
-    assert job["grid"] == [{"steps": "3"}, {"steps": "4"}]
-    run_until(at, lambda a: "sizes done; stored as sweep" in texts(a, "success"))
+    sweep_id = start_toy_sweep(at, ["ok", "ok2"], "steps=3,4", "warmup_steps=1")
+    run_until(at, lambda a: "Sweep running" not in texts(a, "subheader")
+              and len(list(toy_sweep.glob("_experiments/*/status.json"))) == 2)
     records = list_sweeps(RunStore(toy_sweep))
-    assert len(records) == 1 and [e["label"] for e in records[0]["experiments"]] == ["3", "4"]
-    assert f"Sweep job {job_id}: 2/2 sizes done; stored as sweep {records[0]['sweep_id']}." in texts(at, "success")
-    assert at.selectbox(key="sweep_pick").value == records[0]["sweep_id"]
+    assert len(records) == 1 and records[0]["sweep_id"] == sweep_id
+    assert [e["label"] for e in records[0]["experiments"]] == ["3", "4"]
+    assert len(worker_pids(toy_sweep)) == 1, "every size ran in the same worker process"
+    log = (toy_sweep / "_sweeps" / f"{sweep_id}.log").read_text()
+    assert "runs all 2 experiment(s) of this job" in log and log.count("worker pid") == 3
+    assert at.selectbox(key="sweep_pick").value == sweep_id
     # toy has no numpy/TF variants: the page says there is no crossover rather than inventing one
     assert "No crossover to find" in texts(at, "info")
     (spec, frames), = charts(at)
     assert set(next(f for f in frames if "variant" in f.columns)["label"]) == {"3", "4"}
-    with pytest.raises(ChildProcessError):
-        os.waitpid(job_pid(toy_sweep, job_id), os.WNOHANG)  # the page reaped it
 
 
-def test_stop_kills_the_sweep_and_cancels_the_size_that_runs(toy_sweep, open_page):
+def test_stop_cancels_the_size_that_runs_and_the_ones_not_started(toy_sweep, open_page):
     from profilers.store import RunStore
 
     at = open_page("sweep")
-    job_id = start_toy_sweep(at, ["ok", "hang"], "steps=5,6", "")
+    start_toy_sweep(at, ["ok", "hang"], "steps=5,6", "")
     # the page returned while the sweep's first size hangs (the toy "hang" variant sleeps an hour)
     assert "Sweep running" in texts(at, "subheader")
-    assert os.waitpid(job_pid(toy_sweep, job_id), os.WNOHANG) == (0, 0)
     run_until(at, lambda a: "running" in str([p.proto.text for p in a.get("progress")]))
     next(b for b in at.button if b.label == "Stop sweep").click().run()
     assert not at.exception, at.exception
-    run_until(at, lambda a: "then stopped" in texts(a, "warning"))
-    assert "0/2 sizes done, then stopped; no size had finished" in texts(at, "warning")
-    with pytest.raises(ProcessLookupError):
-        os.killpg(job_pid(toy_sweep, job_id), 0)
-    exp_dirs = list((toy_sweep / "_experiments").glob("*"))
-    assert len(exp_dirs) == 1 and (exp_dirs[0] / "cancel").exists()
-    deadline = time.monotonic() + 30
-    while not (exp_dirs[0] / "status.json").exists():
-        assert time.monotonic() < deadline, "the cancelled size's supervisor did not finish"
-        time.sleep(0.2)
-    assert json.loads((exp_dirs[0] / "status.json").read_text())["status"] == "cancelled"
+    run_until(at, lambda a: len(list(toy_sweep.glob("_experiments/*/status.json"))) == 2)
+    statuses = [json.loads(p.read_text())["status"] for p in sorted(toy_sweep.glob("_experiments/*/status.json"))]
+    assert statuses == ["cancelled", "cancelled"]
     runs = RunStore(toy_sweep).list()
     assert set(runs["status"]) <= {"ok", "cancelled"} and "cancelled" in set(runs["status"])
+    assert len(runs) == 4  # every variant of both sizes is stored, with its reason
 
 
 # -- the input pipeline ladder -----------------------------------------------------------------
