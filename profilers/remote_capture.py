@@ -10,6 +10,9 @@ TensorFlow); each server writes its own ``<host>_<port>.xplane.pb`` under
 - ``free_ports(n)``: loopback ports free at call time (for worker clusters and servers)
 - ``check_reachable(addresses)``: a TCP connect to each, bounded; ``CaptureFailed`` naming
   every dead one, before any trace is attempted
+- ``check_profiler_servers(addresses)``: each answers the HTTP/2 (gRPC) handshake within
+  ``HANDSHAKE_TIMEOUT_S``; a port that accepts but never answers, or answers in another
+  protocol, is named at once ("no profiler server on that port")
 - ``trace(addresses, logdir, duration_ms)`` -> ``{address: xplane path}``, bounded wait
 - ``place_worker_xplanes(run_dir, xplanes)``: worker 0's capture stays the run's
   (``trace/...``); worker k's moves to ``workers/<k>/trace/...``, so each xplane has a
@@ -45,6 +48,12 @@ if TYPE_CHECKING:
 GRPC_PREFIX = "grpc://"
 #: Seconds allowed for the TCP connect to one profiler server.
 CONNECT_TIMEOUT_S = 2.0
+#: Seconds allowed for a profiler server to answer the HTTP/2 handshake (gRPC).
+HANDSHAKE_TIMEOUT_S = 3.0
+#: The HTTP/2 client connection preface, then an empty SETTINGS frame.
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+_NO_SERVER_HINT = ("No TF profiler server listens on that port: check the port, and that the job "
+                   "called tf.profiler.experimental.server.start(PORT) with it.")
 #: Seconds a trace may take beyond its duration (collection, serialization, writing).
 TRACE_GRACE_S = 60.0
 _HOST_RE = re.compile(r"^[A-Za-z0-9._-]+$|^\[[0-9A-Fa-f:.]+\]$")
@@ -119,6 +128,37 @@ def check_reachable(addresses: Sequence[Address], timeout_s: float = CONNECT_TIM
             "with that port? Check the host name and that no firewall is in between.")
 
 
+def _handshake_error(addr: Address, timeout_s: float) -> str | None:
+    """None if ``addr`` answers the HTTP/2 handshake as a gRPC server does (its first
+    frame is SETTINGS), else what it did instead."""
+    try:
+        with closing(socket.create_connection((addr.host.strip("[]"), addr.port), timeout=timeout_s)) as sock:
+            sock.settimeout(timeout_s)
+            sock.sendall(_H2_PREFACE)
+            head = b""
+            while len(head) < 9:
+                chunk = sock.recv(9 - len(head))
+                if not chunk:
+                    return "it closed the connection without answering"
+                head += chunk
+    except socket.timeout:
+        return f"it accepts connections but sent nothing within {timeout_s:g} s"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if head[3] != 4:  # the frame type of SETTINGS
+        return f"it answered, but not as a gRPC (HTTP/2) server ({head[:9]!r})"
+    return None
+
+
+def check_profiler_servers(addresses: Sequence[Address], timeout_s: float = HANDSHAKE_TIMEOUT_S) -> None:
+    """Raise ``CaptureFailed`` naming every address that is not a gRPC server, within
+    ``timeout_s`` per address, instead of waiting for the trace's own deadline."""
+    bad = [(a, err) for a in addresses if (err := _handshake_error(a, timeout_s)) is not None]
+    if bad:
+        listed = "; ".join(f"{a}: {err}" for a, err in bad)
+        raise CaptureFailed(f"No profiler server answers at {listed}.", _NO_SERVER_HINT)
+
+
 def _xprof_trace():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
@@ -157,6 +197,7 @@ def trace(addresses: Sequence[Address], logdir: Path | str, duration_ms: int, *,
     if duration_ms <= 0:
         raise BadInput(f"duration_ms must be positive, got {duration_ms}.", "Pass --duration-ms 2000.")
     check_reachable(addresses)
+    check_profiler_servers(addresses)
     run_trace = _xprof_trace()
     logdir = Path(logdir)
     logdir.mkdir(parents=True, exist_ok=True)
@@ -181,9 +222,9 @@ def trace(addresses: Sequence[Address], logdir: Path | str, duration_ms: int, *,
                             "--duration-ms, or attach to fewer workers.")
     if "error" in outcome:
         msg = str(outcome["error"]).strip()
-        hint = ("The job ran no TensorFlow work while it was traced: attach while it trains, "
-                "or raise --duration-ms." if "No trace event" in msg else
-                "Check that each address is a TF profiler server (tf.profiler.experimental.server.start).")
+        hint = ("Either that port is not a TF profiler server (another gRPC service?), or the job "
+                "ran no TensorFlow work while it was traced: check the port, attach while it trains, "
+                "or raise --duration-ms." if "No trace event" in msg else _NO_SERVER_HINT)
         raise CaptureFailed(f"The remote trace failed: {msg}", hint)
     found = sorted(set(logdir.glob("plugins/profile/*/*.xplane.pb")) - before)
     out: dict[Address, Path] = {}

@@ -520,3 +520,49 @@ def test_runs_page_lists_a_damaged_run_with_its_reason_and_deletes_it(filled_sto
     assert not at.exception
     assert victim not in set(RunStore(dash_home).list()["run_id"])
     assert victim not in set(at.dataframe[0].value["run_id"])
+
+
+# -- attach: a port that is no profiler server is named at once ----------------------------------
+def test_attach_names_a_port_that_accepts_but_never_answers(tmp_path):
+    import socket
+    import threading
+
+    from profilers.errors import CaptureFailed
+    from profilers.remote_capture import Address, check_profiler_servers
+
+    with socket.socket() as silent, socket.socket() as http:
+        silent.bind(("localhost", 0))
+        silent.listen()  # the kernel accepts; nobody ever answers
+        http.bind(("localhost", 0))
+        http.listen()
+
+        def answer_http1() -> None:
+            conn, _ = http.accept()
+            with conn:
+                conn.recv(100)
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+        threading.Thread(target=answer_http1, daemon=True).start()
+        addrs = [Address("localhost", silent.getsockname()[1]), Address("localhost", http.getsockname()[1])]
+        with pytest.raises(CaptureFailed) as err:
+            check_profiler_servers(addrs, timeout_s=1.0)
+    assert "accepts connections but sent nothing" in err.value.message
+    assert "not as a gRPC (HTTP/2) server" in err.value.message
+    assert "No TF profiler server listens on that port" in err.value.hint
+    assert "ran no TensorFlow work" not in err.value.hint
+
+
+def test_a_grpc_server_passes_the_handshake():
+    from concurrent import futures
+
+    import grpc
+
+    from profilers.remote_capture import Address, check_profiler_servers
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    port = server.add_insecure_port("localhost:0")
+    server.start()
+    try:
+        check_profiler_servers([Address("localhost", port)])
+    finally:
+        server.stop(None)
