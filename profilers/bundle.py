@@ -104,10 +104,12 @@ class Limits:
     entries: int = 10_000
     member_ratio: float = 200.0  # inflated/compressed of one member ...
     ratio_floor_bytes: int = 1 << 20  # ... checked for members inflating past this size
+    total_ratio: float = 200.0  # inflated/compressed of all members together, past the floor
 
     def describe(self) -> str:
         return (f"{self.compressed_bytes} compressed bytes, {self.uncompressed_bytes} uncompressed "
-                f"bytes, {self.entries} entries, {self.member_ratio:g}x expansion per member")
+                f"bytes, {self.entries} entries, {self.member_ratio:g}x expansion per member, "
+                f"{self.total_ratio:g}x in total")
 
 
 DEFAULT_LIMITS = Limits()
@@ -524,6 +526,11 @@ def check_entries(zf: zipfile.ZipFile, name: str, limits: Limits) -> tuple[int, 
         if total > limits.uncompressed_bytes:
             raise BadBundle(f"{name} inflates to more than the cap of {limits.uncompressed_bytes} "
                             "uncompressed bytes: refused as a zip bomb.", "Nothing was extracted.")
+    packed = sum(max(i.compress_size, 1) for i in infos)
+    if total > limits.ratio_floor_bytes and total > limits.total_ratio * packed:
+        raise BadBundle(f"{name} would inflate from {packed} to {total} bytes ({total / packed:.0f}x, "
+                        f"over the {limits.total_ratio:g}x cap for a whole bundle): refused as a zip bomb.",
+                        "Nothing was extracted.")
     files = [i.filename for i in infos if not i.filename.endswith("/")]
     dirs = [i.filename for i in infos if i.filename.endswith("/")]
     if BUNDLE_JSON in files:

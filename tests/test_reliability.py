@@ -566,3 +566,22 @@ def test_a_grpc_server_passes_the_handshake():
         check_profiler_servers([Address("localhost", port)])
     finally:
         server.stop(None)
+
+
+# -- bundles: a total expansion cap ----------------------------------------------------------------
+def test_bundle_of_many_members_just_under_the_member_floor_is_refused(tmp_path):
+    import io
+    import zipfile
+
+    from profilers import bundle
+    from profilers.errors import BadBundle
+
+    buf = io.BytesIO()
+    one_mib = b"\0" * (1 << 20)  # exactly the per-member floor: each member alone passes
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for i in range(200):
+            zf.writestr(f"runs/x/tables/part{i}.csv", one_mib)
+    buf.seek(0)
+    with zipfile.ZipFile(buf) as zf:
+        with pytest.raises(BadBundle, match="cap for a whole bundle"):
+            bundle.check_entries(zf, "bomb.zip", bundle.DEFAULT_LIMITS)
