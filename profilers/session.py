@@ -62,7 +62,8 @@ log = logging.getLogger(__name__)
 #: Experiment kind -> the worker module the supervisor starts. A "script" experiment
 #: profiles a user's own script (profilers.script_worker); its spec is checked by its
 #: launcher (profilers.cli_triage), not against the workload registry.
-WORKERS: dict[str, str] = {"workload": "profilers.worker", "script": "profilers.script_worker"}
+WORKERS: dict[str, str] = {"workload": "profilers.worker", "script": "profilers.script_worker",
+                           "attach": "profilers.attach_worker"}
 
 
 def now_iso() -> str:
