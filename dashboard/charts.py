@@ -265,3 +265,29 @@ def ops_delta_chart(df: pd.DataFrame, op: str, delta: str, status: str) -> alt.C
                                     legend=alt.Legend(orient="right", title=None)),
                     tooltip=[op, status, alt.Tooltip(f"{delta}:Q", format=".2f")])
             .properties(height=theme.rows_height(len(df)) // 2 + theme.AXIS_HEIGHT))
+
+
+# -- workers of a distributed run (Workers page) ----------------------------------------------------
+def worker_split_chart(df: pd.DataFrame, worker: str, part: str, ms: str, label: str) -> alt.LayerChart:
+    """One bar per worker: its median step split into own work and collective time;
+    ``label`` is text beside the bar (e.g. "straggler")."""
+    parts = list(dict.fromkeys(df[part]))
+    base = alt.Chart(df).encode(y=alt.Y(f"{worker}:N", title=None, sort=None))
+    bars = base.mark_bar().encode(
+        x=alt.X(f"sum({ms}):Q", title="ms per step (median, traced steps)"),
+        color=alt.Color(f"{part}:N", scale=theme.metric_scale(parts), legend=alt.Legend(orient="right", title=None)),
+        order=alt.Order("order:Q"), tooltip=[worker, part, alt.Tooltip(f"{ms}:Q", format=".2f")])
+    text = base.transform_filter(f"datum.{label} != ''").transform_aggregate(
+        total=f"sum({ms})", groupby=[worker, label]).mark_text(
+        align="left", dx=4, fontWeight="bold", color=theme.STATUS_COLORS["failed"]).encode(x="total:Q", text=f"{label}:N")
+    return (bars + text).properties(height=alt.Step(36))
+
+
+def worker_steps_chart(df: pd.DataFrame, worker: str, ms: str) -> alt.Chart:
+    """Each worker's distribution of wall step times (measured steps), log axis."""
+    workers = list(dict.fromkeys(df[worker]))
+    return (alt.Chart(df).mark_boxplot(extent="min-max")
+            .encode(x=alt.X(f"{ms}:Q", title="wall step time, ms (log)", scale=alt.Scale(type="log")),
+                    y=alt.Y(f"{worker}:N", title=None),
+                    color=alt.Color(f"{worker}:N", scale=theme.metric_scale(workers), legend=None))
+            .properties(height=alt.Step(36)))

@@ -502,6 +502,41 @@ def ratio_table(table: pd.DataFrame, variants: Sequence[str]) -> pd.DataFrame:
     return out
 
 
+WORKER_PARTS = ("own work", "collectives")
+
+
+def worker_split_frame(rows: Sequence[Mapping[str, Any]], straggler_ids: set[int]) -> pd.DataFrame:
+    """``worker, part, ms, order, tag`` per worker of ``results.per_worker``: its median
+    step split into own work and collectives (the whole step when the split is unknown)."""
+    out = []
+    for r in rows:
+        coll = (r.get("collective_ms") or {}).get("median")
+        own = (r.get("non_collective_ms") or {}).get("median")
+        if coll is None or own is None:
+            own, coll = (r.get("step_ms") or {}).get("median"), None
+        name, tag = f"worker {r['worker']}", "straggler" if r["worker"] in straggler_ids else ""
+        out.append({"worker": name, "part": WORKER_PARTS[0], "ms": own or 0.0, "order": 0, "tag": tag})
+        if coll is not None:
+            out.append({"worker": name, "part": WORKER_PARTS[1], "ms": coll, "order": 1, "tag": tag})
+    return pd.DataFrame(out, columns=["worker", "part", "ms", "order", "tag"])
+
+
+def worker_rows_frame(rows: Sequence[Mapping[str, Any]], straggler_ids: set[int]) -> pd.DataFrame:
+    """The Workers table, one row per worker, every cell readable."""
+    def ms(d: Any, key: str = "median") -> str:
+        return value_text((d or {}).get(key))
+
+    return pd.DataFrame([{
+        "worker": r["worker"], "straggler": r["worker"] in straggler_ids,
+        "median step ms": ms(r.get("step_ms")), "p10 ms": ms(r.get("step_ms"), "p10"),
+        "p90 ms": ms(r.get("step_ms"), "p90"), "own work ms": ms(r.get("non_collective_ms")),
+        "collectives ms": ms(r.get("collective_ms")),
+        "collective share": "unavailable" if r.get("collective_share") is None else f"{100 * r['collective_share']:.1f}%",
+        "steps": value_text(r.get("steps")), "traced steps": value_text(r.get("traced_steps")),
+        "where": r.get("address") or r.get("xplane") or "",
+    } for r in rows])
+
+
 # -- display ------------------------------------------------------------------------------------
 def log_histogram(df: pd.DataFrame, value: str, group: str, bins: int = 40) -> pd.DataFrame:
     """``group, lo_ms, hi_ms, steps``: counts in bins equally wide on a log scale (values

@@ -54,6 +54,20 @@ def profile_script(store: RunStore, script: Path, *, function: str | None = None
     return session.launch(spec, store, kind="script")
 
 
+def attach_job(store: RunStore, addresses: str, duration_ms: int, timeout_s: float = 120.0,
+               name: str = "job") -> ExperimentHandle:
+    """Trace a running job's profiler servers as an ``attach`` experiment: the gRPC trace
+    runs in a supervised worker (``profilers.attach_worker``), with a timeout and cancel."""
+    from profilers.remote_capture import check_reachable, parse_addresses
+
+    check_reachable(parse_addresses(addresses))  # a bad or dead address fails now, within a second
+    if not 100 <= int(duration_ms) <= 60_000:
+        raise BadInput(f"Duration {duration_ms} ms is outside 100-60000 ms.", "Trace for a few seconds.")
+    spec = ExperimentSpec(workload="attach", variants=[name], timeout_s=timeout_s, samplers=[],
+                          params={"addresses": addresses, "duration_ms": int(duration_ms)})
+    return session.launch(spec, store, kind="attach")
+
+
 def handle(store: RunStore, experiment_id: str) -> ExperimentHandle:
     """A handle on an experiment started elsewhere (raises ``CaptureFailed`` if none)."""
     return session.attach(store, experiment_id)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -33,8 +34,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from profilers.model import atomic_write_text, dumps
-from profilers.session import (PROJECT_ROOT, _describe_exit, _kill_group, _tail, emit, failed_run,
-                               now_iso, read_progress)
+from profilers.session import (PROJECT_ROOT, _describe_exit, _die_with_parent, _kill_group, _raise_exit, emit,
+                               finish_experiment, now_iso)
 from profilers.spec import ExperimentSpec
 from profilers.store import RunStore, new_id
 
@@ -155,25 +156,8 @@ def _log(path: str | None, text: str) -> None:
 
 
 def settle(exp_dir: Path, spec: ExperimentSpec, store: RunStore, status: str, error: str | None) -> str:
-    """End one experiment as ``session.supervise`` does: a stored run with the reason for
-    every variant that has none, then ``status.json``. Returns the final status."""
-    state = read_progress(exp_dir)
-    if status != "ok":
-        tail = _tail(exp_dir / "worker.stderr")
-        for order, (name, v) in enumerate(state["variants"].items()):
-            if v["status"] not in ("pending", "running"):
-                continue
-            reason = error if v["status"] == "running" else f"not started: {error}"
-            profile = failed_run(spec, name, status, reason or "", tail, order, run_id=v["run_id"])
-            store.save(profile)
-            emit(exp_dir, "variant_end", variant=name, run_id=profile.run_id, status=status)
-    elif any(v["status"] in ("pending", "running") for v in state["variants"].values()):
-        status, error = "failed", "the worker exited without finishing every variant"
-    if status == "ok" and any(v["status"] != "ok" for v in read_progress(exp_dir)["variants"].values()):
-        status, error = "failed", "some variants failed: see their runs"
-    atomic_write_text(exp_dir / "status.json", dumps({"status": status, "error": error,
-                                                      "finished_at": now_iso()}))
-    return status
+    """End one experiment exactly as ``session.supervise`` does (``finish_experiment``)."""
+    return finish_experiment(exp_dir, spec, store, status, error)
 
 
 def _link_logs(slot_dir: Path, exp_dir: Path) -> None:
@@ -193,11 +177,13 @@ def _parent_gone(parent_pid: int) -> bool:
 
 def supervise_slot(slot_dir: Path, parent_pid: int) -> int:
     slot_dir = Path(slot_dir)
+    signal.signal(signal.SIGTERM, _raise_exit)  # a plain kill still runs the cleanup below
+    signal.signal(signal.SIGHUP, _raise_exit)
     store = RunStore(os.environ.get("SGDSCOPE_HOME"))
-    with open(slot_dir / "worker.stdout", "wb") as out, open(slot_dir / "worker.stderr", "wb") as err:
+    with open(slot_dir / "worker.stdout", "ab") as out, open(slot_dir / "worker.stderr", "ab") as err:
         proc = subprocess.Popen([sys.executable, "-m", "profilers.warm", "work", str(slot_dir)],
                                 cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=_die_with_parent())
     try:
         while not (slot_dir / "job.json").exists():
             if proc.poll() is not None:
@@ -225,6 +211,7 @@ def run_job(slot_dir: Path, proc: subprocess.Popen, exp_dirs: list[Path], store:
     for i, exp_dir in enumerate(exp_dirs):
         spec = ExperimentSpec.load(exp_dir / "spec.json")
         _link_logs(slot_dir, exp_dir)
+        atomic_write_text(exp_dir / "worker.pid", str(proc.pid))
         if ended is not None:
             settle(exp_dir, spec, store, "cancelled" if "cancel" in ended else "failed", ended)
             continue
