@@ -296,6 +296,9 @@ def profile_script(spec: ExperimentSpec, exp_dir: Path, store: RunStore) -> RunP
 
 
 def main(exp_dir: Path) -> int:
+    from profilers.store import claim_process
+
+    claim_process()  # a child the script forks never runs sgdscope's code as this worker
     spec = ExperimentSpec.load(exp_dir / "spec.json")
     store = RunStore(os.environ.get("SGDSCOPE_HOME"))
     profile_script(spec, exp_dir, store)

@@ -45,7 +45,7 @@ from typing import Any, Callable
 from profilers.errors import CaptureFailed, RunNotFound, SgdscopeError
 from profilers.model import SCHEMA_VERSION, RunProfile, atomic_write_text, dumps
 from profilers.spec import ExperimentSpec
-from profilers.store import RunStore, new_id
+from profilers.store import RunStore, leave_if_forked, new_id
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STDERR_TAIL_CHARS = 4000
@@ -73,7 +73,9 @@ def now_iso() -> str:
 # -- progress events -------------------------------------------------------------------
 def emit(exp_dir: Path, event: str, **fields: Any) -> None:
     """Append one event line; a single short write, so readers never see half a line
-    except at the very end of the file (which ``read_progress`` tolerates)."""
+    except at the very end of the file (which ``read_progress`` tolerates). A process
+    forked by a profiled script ends here instead (``store.leave_if_forked``)."""
+    leave_if_forked()
     line = json.dumps({"event": event, "t": time.time(), **fields}) + "\n"
     with open(Path(exp_dir) / "progress.jsonl", "a", encoding="utf-8") as fh:
         fh.write(line)

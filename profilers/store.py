@@ -27,6 +27,7 @@ import os
 import re
 import shutil
 import sqlite3
+import sys
 import time
 import uuid
 from contextlib import closing
@@ -98,6 +99,30 @@ def _run_id_facts(run_id: str) -> dict[str, Any]:
         created = None
     return {"workload": parts[2] if len(parts) > 4 else None,
             "variant": parts[3] if len(parts) > 4 else None, "created_at": created}
+
+
+#: The process that owns this store's writes in a worker (``claim_process``); a process
+#: forked from it (a profiled script's ``fork()``) never writes as it.
+_OWNER_PID: int | None = None
+
+
+def claim_process() -> None:
+    """Mark this process as the worker: its forked children stop at ``leave_if_forked``."""
+    global _OWNER_PID
+    _OWNER_PID = os.getpid()
+
+
+def leave_if_forked() -> None:
+    """In a child forked by a profiled script that came back into sgdscope's code (it
+    returned from the script instead of exiting): end it here, before it writes
+    progress or stores a run as the worker."""
+    if _OWNER_PID is not None and os.getpid() != _OWNER_PID:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                log.debug("cannot flush %s in a forked child", stream)
+        os._exit(0)
 
 
 def default_home() -> Path:
@@ -295,6 +320,7 @@ class RunStore:
         Every file and folder of the staged run is fsynced before the rename and the
         store folder after it, so after a crash the run is either whole or absent. The
         index is updated last, and a failure there does not fail the commit."""
+        leave_if_forked()
         final = self.home / profile.run_id
         try:
             if final.exists():

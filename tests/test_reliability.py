@@ -585,3 +585,47 @@ def test_bundle_of_many_members_just_under_the_member_floor_is_refused(tmp_path)
     with zipfile.ZipFile(buf) as zf:
         with pytest.raises(BadBundle, match="cap for a whole bundle"):
             bundle.check_entries(zf, "bomb.zip", bundle.DEFAULT_LIMITS)
+
+
+# -- a profiled script's process tree ends with its run -------------------------------------------
+FORKING_SCRIPT = '''
+import os, sys, time
+out = sys.argv[1]
+pid = os.fork()
+if pid == 0:
+    # a child that returns from the script at once (back into whoever ran it)
+    with open(out + ".quick", "w") as fh:
+        fh.write(str(os.getpid()))
+    sys.exit(0)
+pid2 = os.fork()
+if pid2 == 0:
+    # a child that never ends on its own
+    with open(out + ".sleeper", "w") as fh:
+        fh.write(str(os.getpid()))
+    time.sleep(3600)
+    os._exit(0)
+os.waitpid(pid, 0)
+while not os.path.exists(out + ".sleeper"):
+    time.sleep(0.01)
+total = 0
+for i in range(200000):
+    total += i
+print("parent done", total)
+'''
+
+
+def test_a_forked_child_never_runs_sgdscope_code_and_leftovers_are_killed(tmp_path):
+    script = tmp_path / "forker.py"
+    script.write_text(FORKING_SCRIPT)
+    marker = tmp_path / "child"
+    home = tmp_path / "home"
+    out = cli("profile", str(script), "--arg", str(marker), "--json", home=home)
+    assert out.returncode == 0, out.stderr
+    runs = RunStore(home).list()
+    assert len(runs) == 1 and runs["status"].tolist() == ["ok"]
+    exp = next((home / "_experiments").iterdir())
+    events = [json.loads(line)["event"] for line in (exp / "progress.jsonl").read_text().splitlines()]
+    assert events.count("variant_end") == 1 and events[-1] == "variant_end", events
+    assert "already exists" not in (exp / "worker.stderr").read_text()
+    sleeper = int(Path(f"{marker}.sleeper").read_text())
+    _wait_until(lambda: _gone(sleeper), "the script's leftover child to be killed")
