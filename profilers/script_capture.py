@@ -32,6 +32,7 @@ import os
 import sys
 import threading
 import time
+import tokenize
 import traceback
 import types
 from contextlib import contextmanager
@@ -72,6 +73,21 @@ def _imports_and_fit(tree: ast.AST) -> tuple[set[str], bool]:
     return mods, fit
 
 
+def read_source(path: Path | str) -> str:
+    """A script's text, decoded the way Python decodes it (``tokenize.open``: a BOM or a
+    PEP 263 coding line, else UTF-8); ``BadInput`` when it is not Python source text."""
+    try:
+        with tokenize.open(path) as fh:
+            text = fh.read()
+    except (SyntaxError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{path} is not Python source text: {exc}.",
+                       "Save it as UTF-8, or put its encoding in a coding line (# -*- coding: latin-1 -*-).") from None
+    if "\x00" in text:
+        raise BadInput(f"{path} contains NUL bytes: it is a binary file, not Python source.",
+                       "Give the .py file of your training script.")
+    return text
+
+
 def scan_script(path: Path | str, depth: int = 2) -> ScriptScan:
     """TensorFlow/Keras use and ``.fit(`` calls, from the script and the local modules it
     imports (same folder, up to ``depth`` levels). Raises ``BadInput`` on a syntax error."""
@@ -86,7 +102,7 @@ def scan_script(path: Path | str, depth: int = 2) -> ScriptScan:
             continue
         seen.add(cur)
         try:
-            tree = ast.parse(cur.read_text(encoding="utf-8"), filename=str(cur))
+            tree = ast.parse(read_source(cur), filename=str(cur))
         except SyntaxError as exc:
             raise BadInput(f"{cur} is not valid Python: {exc}.", "Fix the script, then profile it.") from None
         mods, fit = _imports_and_fit(tree)
@@ -139,7 +155,7 @@ def run_user_code(path: Path | str, function: str | None = None,
     t0 = time.perf_counter()
     outcome = ScriptOutcome(exit_code=0, namespace=module.__dict__)
     try:
-        code = compile(script.read_text(encoding="utf-8"), str(script), "exec")
+        code = compile(read_source(script), str(script), "exec")
         exec(code, module.__dict__)
         if function is not None:
             fn = module.__dict__.get(function)

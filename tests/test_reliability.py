@@ -629,3 +629,24 @@ def test_a_forked_child_never_runs_sgdscope_code_and_leftovers_are_killed(tmp_pa
     assert "already exists" not in (exp / "worker.stderr").read_text()
     sleeper = int(Path(f"{marker}.sleeper").read_text())
     _wait_until(lambda: _gone(sleeper), "the script's leftover child to be killed")
+
+
+# -- scripts are read the way Python reads them --------------------------------------------------
+def test_a_latin1_script_with_its_coding_line_is_profiled(tmp_path):
+    script = tmp_path / "latin.py"
+    script.write_bytes("# -*- coding: latin-1 -*-\nname = 'café'\nprint(name.upper())\n".encode("latin-1"))
+    out = cli("profile", str(script), "--json", home=tmp_path / "home")
+    _no_traceback(out)
+    assert out.returncode == 0, out.stderr
+    run_dir = Path(json.loads(out.stdout)["run_dir"])
+    assert "CAFÉ" in (run_dir / "logs" / "stdout.txt").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("content", [b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)) * 4, b"\xff\xfe\x00\x00garbage"])
+def test_a_binary_file_named_py_is_a_message(tmp_path, content):
+    script = tmp_path / "binary.py"
+    script.write_bytes(content)
+    out = cli("profile", str(script), home=tmp_path / "home")
+    _no_traceback(out)
+    assert out.returncode == 2
+    assert "not Python source" in out.stderr and "hint:" in out.stderr
