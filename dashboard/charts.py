@@ -174,13 +174,13 @@ def crossover_chart(df: pd.DataFrame, size: str, ms: str, variant: str, label: s
     return alt.layer(*layers).properties(height=theme.STEP_CHART_HEIGHT)
 
 
-# -- tf.data fix ladder (Input pipeline page) ------------------------------------------------
+# -- tf.data fixes (Input pipeline page) ------------------------------------------------
 def ladder_chart(df: pd.DataFrame, rung: str, ms: str, share: str, speedup_text: str) -> alt.LayerChart:
-    """One bar per rung (x in the frame's order): its median step (left axis, labelled with
+    """One bar per pipeline variant (naive plus one fix each, not cumulative) (x in the frame's order): its median step (left axis, labelled with
     ``speedup_text``), and the stall share as a line over it (right axis, 0-100 %). Rungs
     whose share was not measured have no point on the line (never a 0)."""
     order = list(df[rung])
-    x = alt.X(f"{rung}:N", sort=order, title="rung of the ladder (each adds one tf.data fix)",
+    x = alt.X(f"{rung}:N", sort=order, title="pipeline variant (naive plus one fix each; all: every fix)",
               axis=alt.Axis(labelAngle=0))
     tooltip = [alt.Tooltip(f"{rung}:N"), alt.Tooltip(f"{ms}:Q", format=".4g", title="median ms"),
                alt.Tooltip(f"{share}:Q", format=".1%", title="stall share"),

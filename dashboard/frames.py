@@ -537,6 +537,78 @@ def worker_rows_frame(rows: Sequence[Mapping[str, Any]], straggler_ids: set[int]
     } for r in rows])
 
 
+# -- the tf.data fixes (Input pipeline page) -------------------------------------------------------------
+PIPELINE_BASELINE = "naive"
+#: The pipeline variants in display order: naive, each single fix, then ``all`` (every fix).
+LADDER: tuple[str, ...] = ("naive", "prefetch", "parallel_map", "cache", "vectorized", "interleave", "all")
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else None
+
+
+def ladder_order(variants: Sequence[str]) -> list[str]:
+    """Known pipeline variants first, in LADDER order; any other after them, as given."""
+    return [v for v in LADDER if v in variants] + [v for v in variants if v not in LADDER]
+
+
+def vs_naive(median_ms: float | None, naive_ms: float | None, rung: str) -> tuple[float | None, str]:
+    """``(naive median / rung median, text)``: > 1 is faster than naive."""
+    if rung == PIPELINE_BASELINE:
+        return (1.0, "baseline") if median_ms is not None else (None, "not measured")
+    if median_ms is None or naive_ms is None or median_ms <= 0:
+        return None, "no naive run" if naive_ms is None else "not measured"
+    ratio = naive_ms / median_ms
+    return ratio, f"{format_ratio(ratio)} faster" if ratio >= 1 else f"{format_ratio(1 / ratio)} slower"
+
+
+def ladder_frame(profiles: Sequence[RunProfile]) -> pd.DataFrame:
+    """One row per pipeline variant in LADDER order: status, median step, stall share,
+    input wait, speed-up vs naive (numbers stay None where not measured, for the chart)."""
+    by_variant = {p.manifest.get("variant"): p for p in profiles}
+    naive = by_variant.get(PIPELINE_BASELINE)
+    ok = naive is not None and naive.manifest.get("status") == "ok"
+    naive_ms = _number(((naive.manifest.get("results") or {}).get("step_ms") or {}).get("median")) if ok else None
+    rows = []
+    for rung in ladder_order(list(by_variant)):
+        p = by_variant[rung]
+        m = p.manifest
+        res = (m.get("results") or {}) if m.get("status") == "ok" else {}
+        median = _number((res.get("step_ms") or {}).get("median"))
+        ratio, text = vs_naive(median, naive_ms, rung)
+        rows.append({"rung": rung, "status": m.get("status"), "median_ms": median,
+                     "stall_share": _number(res.get("input_wait_share")),
+                     "input_wait_ms": _number(res.get("input_wait_ms_median")),
+                     "speedup": ratio, "vs_naive": text, "run_id": p.run_id, "error": m.get("error")})
+    return pd.DataFrame(rows, columns=["rung", "status", "median_ms", "stall_share", "input_wait_ms", "speedup",
+                                       "vs_naive", "run_id", "error"])
+
+
+def slowest_stage(stages: pd.DataFrame) -> dict[str, Any] | None:
+    """The tf.data stage with the most self time (xprof's ``input_stages`` table)."""
+    if stages.empty or stages["self_ms"].isna().all():
+        return None
+    row = stages.loc[stages["self_ms"].idxmax()]
+    return {"stage": str(row["stage"]), "self_ms": float(row["self_ms"]),
+            "self_pct": _number(float(row["self_pct"])), "count": int(row["count"])}
+
+
+def ladder_table(df: pd.DataFrame, stages: Mapping[str, tuple[dict[str, Any] | None, str]]) -> pd.DataFrame:
+    """The table under the chart, every cell readable ("not measured", never None/nan)."""
+    def num(v: Any, fmt: str) -> str:
+        return "not measured" if v is None or pd.isna(v) else fmt.format(v)
+
+    return pd.DataFrame({
+        "rung": df["rung"], "status": df["status"],
+        "median_ms": [num(v, "{:.4g}") for v in df["median_ms"]],
+        "stall_share": [num(v, "{:.0%}") for v in df["stall_share"]],
+        "input_wait_ms": [num(v, "{:.3g}") for v in df["input_wait_ms"]], "vs_naive": df["vs_naive"],
+        "stage": [(stages[r][0] or {}).get("stage", "") for r in df["run_id"]],
+        "stage_self_ms": [num((stages[r][0] or {}).get("self_ms"), "{:.4g}") if stages[r][0] else ""
+                          for r in df["run_id"]],
+        "stage_note": [stages[r][1] for r in df["run_id"]]})
+
+
 # -- display ------------------------------------------------------------------------------------
 def log_histogram(df: pd.DataFrame, value: str, group: str, bins: int = 40) -> pd.DataFrame:
     """``group, lo_ms, hi_ms, steps``: counts in bins equally wide on a log scale (values

@@ -212,6 +212,30 @@ def step_events(run_id: str, step: int) -> pd.DataFrame:
     return _step_events(home(), run_id, _mtime_ns(path / "manifest.json"), step)
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def _slowest_stage(home_dir: str, run_id: str, mtime_ns: int) -> tuple[dict[str, Any] | None, str]:
+    from dashboard.frames import slowest_stage
+    from profilers import xprof_tools
+    from profilers.errors import SgdscopeError
+
+    p = _profile(home_dir, run_id, mtime_ns)
+    xplane = p.xplane_path()
+    if xplane is None:
+        return None, "not profiled"
+    try:
+        tables = xprof_tools.run_tables(xplane, cache_dir=p.run_dir / "cache").tables
+    except SgdscopeError as exc:  # absent/corrupt trace, xprof missing, unexpected table
+        return None, f"trace unreadable: {exc.message}"
+    found = slowest_stage(tables.get("input_stages", pd.DataFrame(columns=["self_ms"])))
+    return (found, "") if found is not None else (None, "xprof found no tf.data stage in the trace")
+
+
+def slowest_stage(run_id: str) -> tuple[dict[str, Any] | None, str]:
+    """``(slowest tf.data stage, note)`` of a profiled run (xprof's input_stages table,
+    cached beside the run), or why there is none."""
+    return _slowest_stage(home(), run_id, _mtime_ns(store().path(run_id) / "manifest.json"))
+
+
 def trace_json(run_id: str) -> bytes:
     """The run's capture as Chrome/Perfetto trace-event JSON (cached beside the run)."""
     from profilers import xprof_tools

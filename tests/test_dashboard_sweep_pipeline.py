@@ -233,8 +233,8 @@ def test_ladder_shows_rungs_in_order_with_speedups_stall_shares_and_the_profile_
                                                    "3.20× faster", "5.00× faster"]
     shares = dict(zip(table["rung"], table["stall_share"]))
     for rung, share in LADDER_SHARES.items():
-        assert (pd.isna(shares[rung]) if share is None else shares[rung] == pytest.approx(share))
-    assert list(table["median_ms"]) == pytest.approx([LADDER_MEDIANS[r] for r in table["rung"]])
+        assert shares[rung] == ("not measured" if share is None else f"{share:.0%}")  # never None, nan or 0
+    assert [float(v) for v in table["median_ms"]] == pytest.approx([LADDER_MEDIANS[r] for r in table["rung"]])
     assert "**all** has the fastest step: 8 ms, 5.00× faster than naive." in texts(at, "markdown")
     (spec, frames), = charts(at)
     data = next(f for f in frames if "rung" in f.columns)
@@ -242,7 +242,7 @@ def test_ladder_shows_rungs_in_order_with_speedups_stall_shares_and_the_profile_
     # the unmeasured stall share is left out of the line, never drawn as 0
     assert not (data["stall_share"].fillna(-1) == 0).any() and data["stall_share"].isna().sum() == 1
     assert "profile the ladder to see the slow tf.data stage" in texts(at, "info")
-    assert set(table["stage_note"]) == {"not profiled"} and table["stage"].isna().all()
+    assert set(table["stage_note"]) == {"not profiled"} and (table["stage"] == "").all()
 
 
 def test_ladder_names_the_slowest_tf_data_stage_of_a_profiled_rung(dash_home, open_page):
@@ -254,8 +254,8 @@ def test_ladder_names_the_slowest_tf_data_stage_of_a_profiled_rung(dash_home, op
     at = open_page("pipeline")
     table = ladder_table(at).set_index("rung")
     assert table.loc["all", "stage"] == slowest["stage"]
-    assert table.loc["all", "stage_self_ms"] == pytest.approx(slowest["self_ms"])
-    assert table.loc["naive", "stage_note"] == "not profiled" and pd.isna(table.loc["naive", "stage"])
+    assert float(table.loc["all", "stage_self_ms"]) == pytest.approx(slowest["self_ms"], rel=1e-3)
+    assert table.loc["naive", "stage_note"] == "not profiled" and table.loc["naive", "stage"] == ""
     assert "profile the ladder" not in texts(at, "info")
 
 
@@ -273,7 +273,7 @@ def test_run_the_ladder_launches_the_rungs_in_ladder_order(dash_home, open_page,
 
     launched = []
 
-    def fake_launch(spec, store):
+    def fake_launch(spec, store, kind="workload"):
         spec.validate()
         spec.experiment_id = f"20260103-11000{len(launched)}-exp-input_pipeline-dddddd"
         exp_dir = store.experiments / spec.experiment_id
