@@ -188,6 +188,7 @@ def launch(spec: ExperimentSpec, store: RunStore, kind: str = "workload") -> Exp
     if kind == "workload":
         spec.validate()
     spec.validate_options()
+    store.check_index()
     prune_experiments(store)
     spec.experiment_id = spec.experiment_id or new_id("exp", spec.workload)
     exp_dir = store.experiments / spec.experiment_id

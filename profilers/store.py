@@ -201,6 +201,11 @@ class RunStore:
                     conn.close()
         raise AssertionError("unreachable")
 
+    def check_index(self) -> None:
+        """Check the index now (set aside and rebuilt if damaged, with the warning given
+        here): before launching, so the warning reaches the launching user."""
+        self._with_index(lambda conn: None, check=True)
+
     def _set_index_aside(self, exc: BaseException) -> None:
         """Move a damaged index (and its WAL files) aside, under a lock so that two
         processes finding it damaged set it aside once."""

@@ -650,3 +650,28 @@ def test_a_binary_file_named_py_is_a_message(tmp_path, content):
     _no_traceback(out)
     assert out.returncode == 2
     assert "not Python source" in out.stderr and "hint:" in out.stderr
+
+
+def test_a_run_with_a_damaged_index_stores_every_variant_and_a_final_status(tmp_path):
+    store, ids = _store_with_runs(tmp_path, 1)
+    for extra in ("-wal", "-shm"):
+        Path(f"{store.index_path}{extra}").unlink(missing_ok=True)
+    store.index_path.write_bytes(b"\x00garbage" * 300)
+    out = cli("run", "toy", "--variants", "ok,ok2", "--param", "steps=6", "--json", home=tmp_path)
+    _no_traceback(out)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["status"] == "ok" and [r["status"] for r in doc["runs"]] == ["ok", "ok"]
+    assert "rebuilt from the run folders" in out.stderr
+    listed = json.loads(cli("list", "--json", home=tmp_path).stdout)["runs"]
+    assert {r["run_id"] for r in listed} == {ids[0], *(r["run_id"] for r in doc["runs"])}
+
+
+def test_killing_the_cli_cancels_its_experiment(tmp_path):
+    home = tmp_path / "home"
+    proc = _run_in_background(home, "--variants", "hang,ok2", "--timeout", "120")
+    exp = _running_experiment(home)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 5, err
+    assert json.loads((exp / "status.json").read_text())["status"] == "cancelled"
