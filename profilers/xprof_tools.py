@@ -1,10 +1,9 @@
 """xprof's converter, wrapped: xplane -> tidy pandas tables, cached in the run directory.
 
-Every analysis of a TF profiler capture goes through ``xspace_to_tool_data`` from xprof
-(``xprof.convert.raw_to_tool_data``); the xplane protobuf is never parsed here. Each tool
-we read has a parser in ``TOOLS`` (xprof tool name -> parser) that turns the tool's output
-(gviz DataTable JSON, or Chrome trace-event JSON) into tidy tables with units in their
-column names, declared in ``TOOL_SCHEMAS``:
+Every analysis of a TF profiler capture goes through xprof's converter; the xplane protobuf
+is never parsed here. Each tool we read has a parser in ``TOOLS`` (xprof tool name ->
+parser) that turns the tool's output into tidy tables with units in their column names,
+declared in ``TOOL_SCHEMAS``:
 
 ``overview_page``            -> ``step_time`` (one row per step marker) + the input verdict
 ``input_pipeline_analyzer``  -> ``step_time`` + ``input_stages`` (tf.data stages) + shares
@@ -12,28 +11,44 @@ column names, declared in ``TOOL_SCHEMAS``:
 ``trace_viewer``             -> ``events``, the whole capture, with op long names
 ``trace_viewer@``            -> ``events`` for a time window, display names only (Gantt)
 
-``convert`` caches each parsed result as one JSON file under ``<run_dir>/cache/xprof/``
-(columnar, categoricals as codes; written to a temporary file and renamed), keyed by tool,
-params, parser version and the xplane's mtime and size, so reopening an analysed run
-imports neither xprof nor the trace.
+The gviz tools and ``trace_viewer@`` are read from ``xspace_to_tool_data``
+(``xprof.convert.raw_to_tool_data``). ``trace_viewer`` is read from the converter's own
+output, the serialized ``trace_events_old_pb2.Trace`` that ``xspace_to_tool_data`` would
+turn into JSON event by event in Python (most of its time on a big capture): the events
+go from that protobuf into NumPy columns, giving the same table as the JSON would.
+
+``convert`` caches each parsed result once under ``<run_dir>/cache/xprof/``: an index
+(``<tool>-v<parser>-<key>.json``: info and table names) and one Arrow IPC (Feather v2,
+zstd) file per table, each written to a name unique to the process and thread and
+renamed into place, the index last. The key covers tool, params, parser version and the
+xplane's name, mtime and size, so reopening an analysed run imports neither xprof nor
+the trace. ``run_tables`` is built from the per-tool entries, so no table is stored twice.
 An absent, empty or unreadable xplane raises ``TraceUnavailable``; a missing xprof raises
 ``DependencyMissing``.
 
+``capture_limit_warning`` tells when a capture hit the profiler's event limit (events
+dropped, or a window shorter than asked), as a capture warning with the fix.
+
 xprof writes cache files of its own beside the xplane, so that directory must be writable.
 
-Must not import tensorflow, streamlit or pynvml (xprof is imported lazily, on a cache miss).
+Must not import tensorflow, streamlit or pynvml (xprof and pyarrow are imported lazily).
 """
 from __future__ import annotations
 
-import base64
+import ctypes
+import gc
 import hashlib
 import json
 import os
 import re
 import shutil
+import threading
+import uuid
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -43,7 +58,7 @@ from profilers.model import SCHEMAS, atomic_write_text
 from profilers.registry import lookup
 
 #: Bump when a parser's output changes: old cache entries are then ignored.
-PARSER_VERSION = 1
+PARSER_VERSION = 2
 
 #: Name of the step markers the recorder places: ``Trace("train", step_num=i, _r=1)``.
 MARKER_NAME = "train"
@@ -331,7 +346,12 @@ def parse_framework_op_stats(data: str | bytes) -> ToolResult:
 
 
 def parse_trace_events(data: str | bytes) -> ToolResult:
-    """Chrome trace-event JSON -> ``events`` (complete events only), with steps assigned."""
+    """Chrome trace-event JSON -> ``events`` (complete events only), with steps assigned.
+
+    Used for ``trace_viewer@`` (a window of the capture), whose only output is JSON; the
+    whole capture (``trace_viewer``) is read from the converter's protobuf instead
+    (``parse_trace_proto``), into the same table.
+    """
     doc = json.loads(data)
     trace = doc.get("traceEvents", []) if isinstance(doc, Mapping) else []
     procs: dict[int, str] = {}
@@ -346,43 +366,17 @@ def parse_trace_events(data: str | bytes) -> ToolResult:
     # Complete events; xprof always gives them pid, tid, name, ts and dur.
     xs = [ev for ev in trace if ev.get("ph") == "X"]
     args = [ev.get("args") or _NO_ARGS for ev in xs]
-    pid = np.asarray([ev["pid"] for ev in xs], dtype=np.int64)
-    tid = np.asarray([ev["tid"] for ev in xs], dtype=np.int64)
-    names = [ev["name"] for ev in xs]
-    marker_step = [a.get("step_num") for a in args]
-    for k in [i for i, nm in enumerate(names) if nm.startswith(MARKER_NAME)]:
-        if marker_step[k] is None and (m := _MARKER_RE.match(names[k])):
-            marker_step[k] = m.group(1)
-    step_arr, step_na = _int_codes(marker_step)
-    group_arr, group_na = _int_codes([a.get("group_id") for a in args])
-    pt = pid << 32 | tid
-    lanes, lane_idx = np.unique(pt, return_inverse=True)
-    lane_names = [threads.get((int(v) >> 32, int(v) & 0xFFFFFFFF), "") for v in lanes]
-    thread_cats = sorted(set(lane_names))
-    thread_codes = np.asarray([thread_cats.index(nm) for nm in lane_names], dtype=np.int32)[lane_idx]
-    pids = sorted(set(pid.tolist()))
-    proc_cats = sorted({procs.get(p, "") for p in pids})
-    proc_codes = np.asarray([proc_cats.index(procs.get(p, "")) for p in pids], dtype=np.int32)[
-        np.searchsorted(pids, pid)]
-    events = pd.DataFrame({
-        "pid": pid,
-        "tid": tid,
-        "process": pd.Categorical.from_codes(proc_codes, categories=proc_cats, validate=False),
-        "thread": pd.Categorical.from_codes(thread_codes, categories=thread_cats, validate=False),
-        "name": _categorical(names),
-        "long_name": _categorical([a.get("long_name") for a in args]),
-        "ts_us": np.asarray([ev["ts"] for ev in xs], dtype=np.float64),
-        "dur_us": np.asarray([ev["dur"] for ev in xs], dtype=np.float64),
-        "step": pd.arrays.IntegerArray(step_arr, step_na),
-        "group_id": pd.arrays.IntegerArray(group_arr, group_na),
-        "marker": ~step_na,
-        "tf_op": np.asarray(["is_eager" in a for a in args], dtype=bool),
-        "hlo_op": np.asarray(["hlo_op" in a for a in args], dtype=bool),
-        "eager_op": _categorical([a.get("eager_op") for a in args]),
-        "is_func": np.asarray([a.get("is_func") in ("1", 1) for a in args], dtype=bool),
-        "function_call": _categorical([a.get("tf_function_call") for a in args]),
-    })
-    events = _assign_steps(events)
+    cols = _EventColumns()
+    cols.pid.append(np.asarray([ev["pid"] for ev in xs], dtype=np.int64))
+    cols.tid.append(np.asarray([ev["tid"] for ev in xs], dtype=np.int64))
+    cols.ts_us.append(np.asarray([ev["ts"] for ev in xs], dtype=np.float64))
+    cols.dur_us.append(np.asarray([ev["dur"] for ev in xs], dtype=np.float64))
+    cols.tf_op.append(np.asarray(["is_eager" in a for a in args], dtype=bool))
+    cols.hlo_op.append(np.asarray(["hlo_op" in a for a in args], dtype=bool))
+    cols.name.add([ev["name"] for ev in xs])
+    for key, codes in cols.arg_codes().items():
+        codes.add([a.get(key) for a in args])
+    events = cols.frame(procs, threads)
     info: dict[str, Any] = {"events": int(len(events))}
     if isinstance(doc, Mapping):
         if "fullTimespan" in doc:
@@ -392,28 +386,204 @@ def parse_trace_events(data: str | bytes) -> ToolResult:
     return ToolResult("trace_viewer", {"events": events}, info)
 
 
+class _Codes:
+    """Values factorized chunk by chunk: int32 codes (-1 for None), categories in order of
+    first appearance. Keeps codes, not one Python object per event."""
+
+    def __init__(self) -> None:
+        self.index: dict[Any, int] = {None: -1}
+        self.cats: list[Any] = []
+        self.parts: list[np.ndarray] = []
+
+    def add(self, values: Sequence[Any]) -> None:
+        index = self.index
+        for v in dict.fromkeys(values):
+            if v not in index:
+                index[v] = len(self.cats)
+                self.cats.append(v)
+        self.parts.append(np.fromiter(map(index.__getitem__, values), dtype=np.int32, count=len(values)))
+
+    def codes(self) -> np.ndarray:
+        return np.concatenate(self.parts) if self.parts else np.zeros(0, dtype=np.int32)
+
+    def categorical(self) -> pd.Categorical:
+        return pd.Categorical.from_codes(self.codes(), categories=[str(c) for c in self.cats], validate=False)
+
+    def ints(self) -> tuple[np.ndarray, np.ndarray]:
+        """(int64 values, NA mask), each distinct value converted once."""
+        codes = self.codes()
+        table = np.asarray([int(v) for v in self.cats] + [0], dtype=np.int64)  # code -1 -> 0 (masked)
+        return table[codes], codes < 0
+
+
+@dataclass
+class _EventColumns:
+    """The ``events`` table's columns, filled chunk by chunk from either trace format."""
+
+    pid: list[np.ndarray] = field(default_factory=list)
+    tid: list[np.ndarray] = field(default_factory=list)
+    ts_us: list[np.ndarray] = field(default_factory=list)
+    dur_us: list[np.ndarray] = field(default_factory=list)
+    tf_op: list[np.ndarray] = field(default_factory=list)
+    hlo_op: list[np.ndarray] = field(default_factory=list)
+    name: _Codes = field(default_factory=_Codes)
+    step_num: _Codes = field(default_factory=_Codes)
+    group_id: _Codes = field(default_factory=_Codes)
+    long_name: _Codes = field(default_factory=_Codes)
+    eager_op: _Codes = field(default_factory=_Codes)
+    is_func: _Codes = field(default_factory=_Codes)
+    function_call: _Codes = field(default_factory=_Codes)
+
+    def arg_codes(self) -> dict[str, _Codes]:
+        """xprof event arg -> the column it fills."""
+        return {"step_num": self.step_num, "group_id": self.group_id, "long_name": self.long_name,
+                "eager_op": self.eager_op, "is_func": self.is_func, "tf_function_call": self.function_call}
+
+    def frame(self, procs: Mapping[int, str], threads: Mapping[tuple[int, int], str]) -> pd.DataFrame:
+        def cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
+            return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+
+        pid, tid = cat(self.pid, np.int64), cat(self.tid, np.int64)
+        name_cat = self.name.categorical()
+        step_arr, step_na = self.step_num.ints()
+        # Markers without step_num: by name ("train N"), looked for among the distinct names.
+        by_name = {c: int(m.group(1)) for c, nm in enumerate(name_cat.categories)
+                   if nm.startswith(MARKER_NAME) and (m := _MARKER_RE.match(nm))}
+        if by_name:
+            codes = name_cat.codes
+            for k in np.nonzero(step_na & np.isin(codes, list(by_name)))[0].tolist():
+                step_arr[k], step_na[k] = by_name[int(codes[k])], False
+        group_arr, group_na = self.group_id.ints()
+        func_codes = self.is_func.codes()
+        is_func = np.asarray([v in ("1", 1) for v in self.is_func.cats] + [False], dtype=bool)[func_codes]
+        pt = pid << 32 | tid
+        lanes, lane_idx = np.unique(pt, return_inverse=True)
+        lane_names = [threads.get((int(v) >> 32, int(v) & 0xFFFFFFFF), "") for v in lanes]
+        thread_cats = sorted(set(lane_names))
+        thread_codes = np.asarray([thread_cats.index(nm) for nm in lane_names], dtype=np.int32)[lane_idx]
+        pids = sorted(set(pid.tolist()))
+        proc_cats = sorted({procs.get(p, "") for p in pids})
+        proc_codes = np.asarray([proc_cats.index(procs.get(p, "")) for p in pids], dtype=np.int32)[
+            np.searchsorted(pids, pid)]
+        events = pd.DataFrame({
+            "pid": pid,
+            "tid": tid,
+            "process": pd.Categorical.from_codes(proc_codes, categories=proc_cats, validate=False),
+            "thread": pd.Categorical.from_codes(thread_codes, categories=thread_cats, validate=False),
+            "name": name_cat,
+            "long_name": self.long_name.categorical(),
+            "ts_us": cat(self.ts_us, np.float64),
+            "dur_us": cat(self.dur_us, np.float64),
+            "step": pd.arrays.IntegerArray(step_arr, step_na),
+            "group_id": pd.arrays.IntegerArray(group_arr, group_na),
+            "marker": ~step_na,
+            "tf_op": cat(self.tf_op, bool),
+            "hlo_op": cat(self.hlo_op, bool),
+            "eager_op": self.eager_op.categorical(),
+            "is_func": is_func,
+            "function_call": self.function_call.categorical(),
+        })
+        return _assign_steps(events)
+
+
+def parse_trace_proto(data: bytes) -> ToolResult:
+    """xprof's ``trace_viewer`` protobuf (``trace_events_old_pb2.Trace``, the converter's own
+    output before xprof turns it into JSON) -> ``events``: the same table as
+    ``parse_trace_events`` gives for that JSON, column by column, without a dict per event.
+
+    The JSON keeps an event as complete (``"ph": "X"``) when its ``duration_ps`` is not 0,
+    with ``ts``/``dur`` = picoseconds / 1e6; ``process``/``thread`` are the device and
+    resource names. The events are read in chunks, so the per-event protobuf wrappers of
+    only one chunk are alive at a time, and strings are kept as category codes.
+    """
+    try:
+        from xprof.protobuf.trace_events_old_pb2 import Trace
+    except ImportError as exc:
+        raise DependencyMissing(f"xprof is not importable ({exc}).",
+                                "Install it: pip install xprof==2.24.2") from None
+    from google.protobuf.message import DecodeError
+
+    with _gc_paused():
+        trace = Trace()
+        try:
+            trace.ParseFromString(data)
+        except DecodeError as exc:
+            raise TraceUnavailable(f"xprof's trace_viewer output is not a readable Trace protobuf ({exc}).",
+                                   "Re-run the variant with profiling on; the run's other tables are "
+                                   "unaffected.") from None
+        procs = {int(did): dev.name for did, dev in trace.devices.items()}
+        threads = {(int(did), int(rid)): res.name for did, dev in trace.devices.items()
+                   for rid, res in dev.resources.items()}
+        cols = _EventColumns()
+        rare = [(k, c) for k, c in cols.arg_codes().items() if k != "group_id"]
+        get_fields = attrgetter("device_id", "resource_id", "timestamp_ps", "duration_ps", "name", "args")
+        evs = trace.trace_events
+        for lo in range(0, len(evs), _PROTO_CHUNK):
+            rows = [r for r in map(get_fields, evs[lo:lo + _PROTO_CHUNK]) if r[3]]  # complete events only
+            if not rows:
+                continue
+            pid, tid, ts, dur, names, args = zip(*rows)
+            del rows
+            n = len(args)
+            cols.pid.append(np.fromiter(pid, dtype=np.int64, count=n))
+            cols.tid.append(np.fromiter(tid, dtype=np.int64, count=n))
+            cols.ts_us.append(np.fromiter(ts, dtype=np.int64, count=n) / 1e6)
+            cols.dur_us.append(np.fromiter(dur, dtype=np.int64, count=n) / 1e6)
+            cols.name.add(names)
+            group = [a.get("group_id") for a in args]
+            cols.group_id.add(group)
+            # Most events carry group_id alone: look the other keys up only where there are more.
+            rich = [k for k, (a, g) in enumerate(zip(args, group)) if len(a) > (g is not None)]
+            rich_args = [args[k] for k in rich]
+            a = None
+            for key, codes in rare:
+                vals: list[Any] = [None] * n
+                for k, a in zip(rich, rich_args):
+                    vals[k] = a.get(key)
+                codes.add(vals)
+            tf_op = np.zeros(n, dtype=bool)
+            hlo_op = np.zeros(n, dtype=bool)
+            tf_op[rich] = ["is_eager" in a for a in rich_args]
+            hlo_op[rich] = ["hlo_op" in a for a in rich_args]
+            cols.tf_op.append(tf_op)
+            cols.hlo_op.append(hlo_op)
+            del pid, tid, ts, dur, names, args, group, rich_args, a
+        # No wrapper of the message may outlive this point: any one keeps its arena alive.
+        del evs, trace
+        _release_freed_memory()
+        events = cols.frame(procs, threads)
+        del cols
+        _release_freed_memory()
+    return ToolResult("trace_viewer", {"events": events}, {"events": int(len(events))})
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic GC: building columns makes millions of acyclic objects, and
+    the collections they trigger would scan them over and over (about a third of the time)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _release_freed_memory() -> None:
+    """Hand freed heap back to the OS (glibc keeps it otherwise): xprof's converter and the
+    parsed protobuf each leave ~100 MB of freed arena behind on a big capture, which would
+    add to the next step's peak. A no-op where there is no ``malloc_trim``."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)
+
+
+#: Events read from the Trace protobuf per chunk (bounds the live per-event wrappers).
+_PROTO_CHUNK = 16384
 _NO_ARGS: dict[str, Any] = {}
-
-
-def _int_codes(values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
-    """(int64 values, NA mask) of repeated ints/int strings/None, converting each distinct
-    value once."""
-    uniq = [v for v in dict.fromkeys(values) if v is not None]
-    index: dict[Any, int] = {v: i for i, v in enumerate(uniq)}
-    index[None] = -1
-    codes = np.fromiter(map(index.__getitem__, values), dtype=np.int64, count=len(values))
-    table = np.asarray([int(v) for v in uniq] + [0], dtype=np.int64)  # code -1 -> 0 (masked)
-    return table[codes], codes < 0
-
-
-def _categorical(values: Sequence[Any]) -> pd.Categorical:
-    """Strings (None -> NaN) as a Categorical, factorized with a dict (much faster here
-    than pandas' own factorization of an object list)."""
-    cats = [v for v in dict.fromkeys(values) if v is not None]
-    index: dict[Any, int] = {v: i for i, v in enumerate(cats)}
-    index[None] = -1
-    codes = np.fromiter(map(index.__getitem__, values), dtype=np.int32, count=len(values))
-    return pd.Categorical.from_codes(codes, categories=[str(c) for c in cats], validate=False)
 
 
 def _int_column(values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -440,7 +610,11 @@ def _assign_steps(events: pd.DataFrame) -> pd.DataFrame:
     out = step_vals.copy()
     by_group = ~is_marker & ~np.isnan(group)
     if group_map and by_group.any():
-        out[by_group] = [group_map.get(g, np.nan) for g in group[by_group]]
+        keys = np.asarray(sorted(group_map), dtype=np.float64)
+        vals = np.asarray([group_map[g] for g in keys.tolist()], dtype=np.float64)
+        g = group[by_group]
+        k = np.clip(np.searchsorted(keys, g), 0, len(keys) - 1)
+        out[by_group] = np.where(keys[k] == g, vals[k], np.nan)
     todo = np.isnan(out)
     if todo.any():
         starts = events["ts_us"].to_numpy()[m_idx]
@@ -462,9 +636,13 @@ TOOLS: dict[str, Callable[[str | bytes], ToolResult]] = {
     "framework_op_stats": parse_framework_op_stats,
     "input_pipeline_analyzer": parse_input_pipeline,
     "overview_page": parse_overview_page,
-    "trace_viewer": parse_trace_events,
+    "trace_viewer": parse_trace_proto,
     "trace_viewer@": parse_trace_events,
 }
+
+#: Tools whose output is read as the converter's protobuf (``trace_events_old_pb2.Trace``)
+#: rather than the JSON ``xspace_to_tool_data`` makes of it event by event in Python.
+PROTO_TOOLS = frozenset({"trace_viewer"})
 
 
 # -- the converter -----------------------------------------------------------------------
@@ -477,6 +655,19 @@ def _converter() -> Callable[..., tuple[Any, str]]:
         raise DependencyMissing(f"xprof is not importable ({exc}).",
                                 "Install it: pip install xprof==2.24.2") from None
     return xspace_to_tool_data
+
+
+def _proto_converter() -> Callable[..., tuple[Any, bool]]:
+    """xprof's converter itself (``_pywrap_profiler_plugin.xspace_to_tools_data``, the
+    function ``xspace_to_tool_data`` calls): for ``trace_viewer`` it returns the serialized
+    ``Trace`` protobuf, which ``xspace_to_tool_data`` would turn into JSON in Python."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        from xprof.convert import _pywrap_profiler_plugin
+    except ImportError as exc:
+        raise DependencyMissing(f"xprof is not importable ({exc}).",
+                                "Install it: pip install xprof==2.24.2") from None
+    return _pywrap_profiler_plugin.xspace_to_tools_data
 
 
 _XPROF_SIDECARS = ("*.SSTABLE", "*.op_stats*.pb", "ALL_HOSTS.*")
@@ -497,8 +688,20 @@ def _check_xplane(xplane: Path) -> os.stat_result:
     return st
 
 
+def _unreadable(xplane: Path, tool: str) -> TraceUnavailable:
+    return TraceUnavailable(
+        f"xprof could not read {xplane} with tool {tool!r}: it is not a readable XSpace "
+        "(truncated or corrupt capture).",
+        "Re-run the variant with profiling on; the run's other tables are unaffected.")
+
+
 def raw_tool_data(xplane_path: Path | str, tool: str, params: Mapping[str, Any] | None = None) -> str | bytes:
-    """Run xprof's converter on one xplane; the tool's raw output (not cached here)."""
+    """Run xprof's converter on one xplane; the tool's raw output (not cached here).
+
+    For ``PROTO_TOOLS`` that is the serialized ``Trace`` protobuf (options as
+    ``xspace_to_tool_data`` passes them: ``trace_viewer_options`` plus
+    ``use_saved_result``); for the others, what ``xspace_to_tool_data`` returns.
+    """
     lookup(TOOLS, tool, "xprof tool")
     xplane = Path(xplane_path)
     st = _check_xplane(xplane)
@@ -507,12 +710,18 @@ def raw_tool_data(xplane_path: Path | str, tool: str, params: Mapping[str, Any] 
     # xplane is newer than them, they are stale and must not be reused.
     if any(p.stat().st_mtime_ns < st.st_mtime_ns for pat in _XPROF_SIDECARS for p in xplane.parent.glob(pat)):
         opts["use_saved_result"] = False
+    if tool in PROTO_TOOLS:
+        options = dict(opts.get("trace_viewer_options") or {})
+        options["use_saved_result"] = opts.get("use_saved_result", True)
+        data, ok = _proto_converter()([str(xplane)], tool, options)
+        _release_freed_memory()
+        if not ok or not data:
+            raise _unreadable(xplane, tool)
+        return data
     data, _content_type = _converter()([str(xplane)], tool, opts)
+    _release_freed_memory()
     if data is None or (isinstance(data, (bytes, str)) and len(data) == 0):
-        raise TraceUnavailable(
-            f"xprof could not read {xplane} with tool {tool!r}: it is not a readable XSpace "
-            "(truncated or corrupt capture).",
-            "Re-run the variant with profiling on; the run's other tables are unaffected.")
+        raise _unreadable(xplane, tool)
     return data
 
 
@@ -535,76 +744,100 @@ def cache_key(xplane_path: Path | str, tool: str, params: Mapping[str, Any] | No
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
+# -- the cache: one index (JSON) per parsed result, one Arrow IPC file per table ---------
+_ENTRY_TAG = f"-v{PARSER_VERSION}-"
+_EXPORT_PREFIX = "trace-"
+
+
 def _entry_path(cache_dir: Path, tool: str, key: str) -> Path:
+    """The entry's index, ``<slug>-v<parser>-<key>.json``; its tables are
+    ``<slug>-v<parser>-<key>.<table>.arrow`` beside it."""
     slug = re.sub(r"[^A-Za-z0-9_]+", "_", tool).strip("_")
-    return cache_dir / "xprof" / f"{slug}-{key}.json"
+    return cache_dir / "xprof" / f"{slug}{_ENTRY_TAG}{key}.json"
 
 
-def _packed(arr: np.ndarray) -> dict[str, str]:
-    a = np.ascontiguousarray(arr)
-    return {"dtype": a.dtype.str, "b64": base64.b64encode(a.tobytes()).decode("ascii")}
+def _table_path(entry: Path, name: str) -> Path:
+    return entry.with_name(f"{entry.stem}.{name}.arrow")
 
 
-def _unpacked(enc: Mapping[str, str]) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(enc["b64"]), dtype=np.dtype(enc["dtype"])).copy()
+def _tmp_path(path: Path) -> Path:
+    """A temporary name unique to this process, thread and call (two threads of one
+    Streamlit server may write the same entry at once)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.{uuid.uuid4().hex}.tmp")
 
 
-def _encode_column(col: pd.Series) -> dict[str, Any]:
-    """A column as JSON: numbers and category codes as base64 of their bytes (fast both
-    ways), category labels and other strings as lists."""
-    dtype = col.dtype
-    if isinstance(dtype, pd.CategoricalDtype):
-        return {"categories": [str(c) for c in dtype.categories], "codes": _packed(col.cat.codes.to_numpy())}
-    if str(dtype) == "Int64":
-        return {"int": _packed(col.to_numpy(dtype=np.int64, na_value=0)), "na": _packed(col.isna().to_numpy())}
-    if str(dtype) in ("int64", "float64", "bool", "int32"):
-        return {"array": _packed(col.to_numpy())}
-    return {"values": col.to_numpy(object, na_value=None).tolist()}
-
-
-def _decode_column(enc: Mapping[str, Any], dtype: str) -> Any:
-    if "codes" in enc:
-        return pd.Categorical.from_codes(_unpacked(enc["codes"]), categories=enc["categories"], validate=False)
-    if "int" in enc:
-        return pd.arrays.IntegerArray(_unpacked(enc["int"]), _unpacked(enc["na"]))
-    if "array" in enc:
-        return _unpacked(enc["array"])
-    values = enc["values"]
-    if dtype in ("string", "category", "Int64"):
-        return pd.array(values, dtype=dtype)
-    return np.asarray(values, dtype=dtype)
-
-
-def _write_entry(path: Path, result: ToolResult) -> None:
-    """One JSON file per parsed result (columnar; categoricals as codes), written atomically."""
-    doc = {"parser": PARSER_VERSION, "tool": result.tool, "info": result.info,
-           "tables": {name: {c: _encode_column(df[c]) for c in df.columns} for name, df in result.tables.items()},
-           "columns": {name: list(df.columns) for name, df in result.tables.items()}}
-    text = json.dumps(doc, separators=(",", ":"), default=str)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Temp file + rename (no fsync: a cache entry lost in a crash is simply rebuilt).
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def _replace(path: Path, write: Callable[[Path], None]) -> None:
+    """``write`` a temporary file, then rename it over ``path`` (no fsync: a cache entry
+    lost in a crash is simply rebuilt)."""
+    tmp = _tmp_path(path)
     try:
-        tmp.write_text(text, encoding="utf-8")
+        write(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def _read_entry(path: Path) -> ToolResult | None:
-    """The cached result, or None when absent or unreadable (then it is rebuilt)."""
+def _drop_other_versions(xprof_dir: Path) -> None:
+    """Remove entries written by another parser version (they are never read again)."""
+    for p in xprof_dir.iterdir():
+        name = p.name
+        if name.startswith((".", _EXPORT_PREFIX)) or _ENTRY_TAG in name:
+            continue
+        if name.endswith((".json", ".arrow")):
+            p.unlink(missing_ok=True)
+
+
+def _write_entry(path: Path, result: ToolResult) -> None:
+    """Each table as one Arrow IPC (Feather v2, zstd) file, then the index naming them: a
+    reader that finds the index finds every table it names."""
+    import pyarrow as pa
+    from pyarrow import feather
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tables: dict[str, dict[str, Any]] = {}
+    for name, df in result.tables.items():
+        arrow = pa.Table.from_pandas(df, preserve_index=False)
+        _replace(_table_path(path, name), lambda tmp: feather.write_feather(arrow, str(tmp), compression="zstd"))
+        tables[name] = {"file": _table_path(path, name).name, "rows": int(len(df))}
+        del arrow
+    doc = {"parser": PARSER_VERSION, "tool": result.tool, "info": result.info, "tables": tables}
+    _replace(path, lambda tmp: tmp.write_text(json.dumps(doc, separators=(",", ":"), default=str), encoding="utf-8"))
+    _drop_other_versions(path.parent)
+
+
+def _drop_entry(path: Path, why: str) -> None:
+    for p in path.parent.glob(f"{glob_escape(path.stem)}.*"):
+        p.unlink(missing_ok=True)
+    CACHE_LOG.append(f"dropped unreadable cache entry {path.name}: {why}")
+
+
+def glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", text)
+
+
+def _read_entry(path: Path, only: Sequence[str] | None = None) -> ToolResult | None:
+    """The cached result (its tables in ``only``, default all), or None when absent or
+    unreadable (then it is dropped, to be rebuilt)."""
     if not path.is_file():
         return None
     try:
+        from pyarrow import ArrowException, feather
+    except ImportError as exc:
+        raise DependencyMissing(f"pyarrow is not importable ({exc}).", "Install it: pip install pyarrow") from None
+    try:
         doc = json.loads(path.read_text(encoding="utf-8"))
+        if doc.get("parser") != PARSER_VERSION:
+            raise ValueError(f"parser version {doc.get('parser')!r}")
         tables: dict[str, pd.DataFrame] = {}
-        for name, cols in doc["tables"].items():
-            schema = TOOL_SCHEMAS[name]
-            df = pd.DataFrame({c: _decode_column(cols[c], schema.get(c, "object")) for c in doc["columns"][name]})
+        for name, meta in doc["tables"].items():
+            if only is not None and name not in only:
+                continue
+            df = feather.read_table(str(path.with_name(meta["file"])), memory_map=False).to_pandas()
+            if len(df) != meta["rows"]:
+                raise ValueError(f"table {name}: {len(df)} rows, the index says {meta['rows']}")
             tables[name] = conform(name, df, f" (cache {path.name})")
-    except (OSError, KeyError, TypeError, ValueError, BadTable) as exc:
-        path.unlink(missing_ok=True)
-        CACHE_LOG.append(f"dropped unreadable cache entry {path.name}: {exc}")
+    except (OSError, KeyError, TypeError, ValueError, AttributeError, BadTable, ArrowException) as exc:
+        _drop_entry(path, f"{type(exc).__name__}: {exc}")
         return None
     return ToolResult(doc["tool"], tables, doc.get("info") or {})
 
@@ -619,12 +852,12 @@ def convert(xplane_path: Path | str, tool: str, params: Mapping[str, Any] | None
 
     ``params`` are passed to ``xspace_to_tool_data`` (e.g. ``{"trace_viewer_options":
     {"start_time_ms": "5", "end_time_ms": "10"}}`` for ``trace_viewer@``). The cache lives
-    in ``cache_dir`` (default: ``<run_dir>/cache``).
+    in ``cache_dir`` (default: ``<run_dir>/cache``); each result is stored there once.
     """
     parser = lookup(TOOLS, tool, "xprof tool")
     xplane = Path(xplane_path)
-    key = cache_key(xplane, tool, params)
-    entry = _entry_path(Path(cache_dir) if cache_dir else default_cache_dir(xplane), tool, key)
+    entry = _entry_path(Path(cache_dir) if cache_dir else default_cache_dir(xplane), tool,
+                        cache_key(xplane, tool, params))
     if use_cache:
         cached = _read_entry(entry)
         if cached is not None:
@@ -679,26 +912,19 @@ def step_window_ms(events: pd.DataFrame, step: int) -> tuple[float, float]:
 
 def run_tables(xplane_path: Path | str, *, cache_dir: Path | str | None = None,
                use_cache: bool = True) -> ToolResult:
-    """Every table the analysis reads from a capture (``PIPELINE_TOOLS``), cached as one entry.
+    """Every table the analysis reads from a capture (``PIPELINE_TOOLS``).
 
     Tables: ``step_time``, ``input_stages``, ``ops``, ``events``; ``info`` keys are
     prefixed with the tool name (``input_pipeline_analyzer.input_conclusion``, ...).
+    Each tool's result is its own cache entry, the one ``convert``/``trace_events`` read,
+    so no table is stored twice.
     """
-    xplane = Path(xplane_path)
-    entry = _entry_path(Path(cache_dir) if cache_dir else default_cache_dir(xplane), "pipeline",
-                        cache_key(xplane, "pipeline", {"tools": [list(t) for t in PIPELINE_TOOLS]}))
-    if use_cache:
-        cached = _read_entry(entry)
-        if cached is not None:
-            return cached
     out = ToolResult("pipeline")
     for tool, params in PIPELINE_TOOLS:
-        res = lookup(TOOLS, tool, "xprof tool")(raw_tool_data(xplane, tool, params))
+        res = convert(xplane_path, tool, params, cache_dir=cache_dir, use_cache=use_cache)
         for name, df in res.tables.items():
             out.tables.setdefault(name, df)
         out.info.update({f"{tool}.{k}": v for k, v in res.info.items()})
-    if use_cache:
-        _write_entry(entry, out)
     return out
 
 
@@ -706,14 +932,18 @@ def export_trace_json(xplane_path: Path | str, dest: Path | str | None = None, *
                       cache_dir: Path | str | None = None) -> Path:
     """Write the capture as Chrome trace-event JSON (opens in Perfetto and chrome://tracing).
 
-    Without ``dest`` the file is kept in the cache and reused; returns its path.
+    The JSON is xprof's own (``raw_to_tool_data.process_raw_trace`` of the converter's
+    protobuf). Without ``dest`` the file is kept in the cache and reused; returns its path.
     """
     xplane = Path(xplane_path)
     key = cache_key(xplane, "trace_viewer", {})
-    cached = (Path(cache_dir) if cache_dir else default_cache_dir(xplane)) / "xprof" / f"trace-{key}.json"
+    cached = (Path(cache_dir) if cache_dir else default_cache_dir(xplane)) / "xprof" / f"{_EXPORT_PREFIX}{key}.json"
     if not cached.is_file():
-        data = raw_tool_data(xplane, "trace_viewer", {})
-        atomic_write_text(cached, data.decode("utf-8") if isinstance(data, bytes) else data)
+        _converter()  # xprof importable, else DependencyMissing
+        from xprof.convert.raw_to_tool_data import process_raw_trace
+
+        text = process_raw_trace(raw_tool_data(xplane, "trace_viewer", {}))
+        atomic_write_text(cached, text)
     if dest is None:
         return cached
     dest = Path(dest)

@@ -139,6 +139,7 @@ def test_second_convert_is_served_from_cache(eager_run: Path, monkeypatch: pytes
         raise AssertionError("the converter was called although the result is cached")
 
     monkeypatch.setattr(xt, "_converter", refuse)
+    monkeypatch.setattr(xt, "_proto_converter", refuse)
     again = xt.convert(xplane, "framework_op_stats")
     again_all = xt.run_tables(xplane)
     pd.testing.assert_frame_equal(first.table("ops"), again.table("ops"))
@@ -257,3 +258,114 @@ def test_runs_without_tensorflow(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.startswith("ok")
+
+
+# -- the fast trace path and the columnar cache ------------------------------------------------
+def _refuse_converters(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse() -> object:
+        raise AssertionError("xprof's converter was called although the result is cached")
+
+    monkeypatch.setattr(xt, "_converter", refuse)
+    monkeypatch.setattr(xt, "_proto_converter", refuse)
+
+
+@pytest.mark.parametrize("scenario", TRACE_SCENARIOS)
+def test_trace_protobuf_gives_the_table_xprofs_json_gives(scenario: str, tmp_path: Path) -> None:
+    """The events read from the converter's Trace protobuf equal, exactly, those read from
+    the JSON xprof's own ``process_raw_trace`` makes of the same protobuf."""
+    from xprof.convert.raw_to_tool_data import process_raw_trace
+
+    raw = xt.raw_tool_data(xt.find_xplane(copy_run(scenario, tmp_path)), "trace_viewer", {})
+    assert isinstance(raw, bytes)
+    got = xt.parse_trace_proto(raw)
+    want = xt.parse_trace_events(process_raw_trace(raw))
+    assert len(got.tables["events"]) > 0
+    pd.testing.assert_frame_equal(got.tables["events"], want.tables["events"], check_exact=True)
+    assert got.info == want.info
+
+
+@pytest.mark.parametrize("scenario", TRACE_SCENARIOS)
+def test_reopen_from_cache_equals_the_cold_analysis(scenario: str, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    xplane = xt.find_xplane(copy_run(scenario, tmp_path))
+    cold = xt.run_tables(xplane)
+    cold_events = xt.trace_events(xplane)
+    _refuse_converters(monkeypatch)
+    reopened = xt.run_tables(xplane)
+    assert set(reopened.tables) == set(cold.tables) == {"step_time", "input_stages", "ops", "events"}
+    for name, df in cold.tables.items():
+        pd.testing.assert_frame_equal(reopened.tables[name], df, check_exact=True)
+    pd.testing.assert_frame_equal(xt.trace_events(xplane), cold_events, check_exact=True)
+    assert reopened.info == json.loads(json.dumps(cold.info))
+
+
+def test_each_table_is_cached_once_in_arrow(eager_run: Path) -> None:
+    xplane = xt.find_xplane(eager_run)
+    xt.trace_events(xplane)
+    xt.run_tables(xplane)
+    xt.convert(xplane, "framework_op_stats")
+    files = sorted(p.name for p in (eager_run / "cache" / "xprof").iterdir())
+    tables = [f.split(".")[-2] for f in files if f.endswith(".arrow")]
+    assert sorted(tables) == ["events", "input_stages", "ops", "step_time"], files
+    assert len([f for f in files if f.endswith(".json")]) == 3, files  # one index per tool
+    assert not [f for f in files if f.startswith(".")], "temporary files left behind"
+    for f in files:
+        if f.endswith(".arrow"):
+            assert (eager_run / "cache" / "xprof" / f).read_bytes()[:6] == b"ARROW1"
+    size = sum(p.stat().st_size for p in (eager_run / "cache").rglob("*") if p.is_file())
+    assert size <= 1.5 * xplane.stat().st_size
+
+
+def test_corrupt_arrow_table_is_rebuilt(eager_run: Path) -> None:
+    xplane = xt.find_xplane(eager_run)
+    want = xt.trace_events(xplane)
+    (table,) = (eager_run / "cache" / "xprof").glob("trace_viewer-*.events.arrow")
+    table.write_bytes(table.read_bytes()[:100])
+    n_log = len(xt.CACHE_LOG)
+    pd.testing.assert_frame_equal(xt.trace_events(xplane), want, check_exact=True)
+    assert len(xt.CACHE_LOG) == n_log + 1 and "trace_viewer" in xt.CACHE_LOG[-1]
+    assert table.read_bytes()[:6] == b"ARROW1"
+
+
+def test_entries_of_an_older_parser_are_removed(eager_run: Path) -> None:
+    old = eager_run / "cache" / "xprof" / "trace_viewer-0123456789abcdef.json"
+    old.parent.mkdir(parents=True)
+    old.write_text("{}", encoding="utf-8")
+    xt.trace_events(xt.find_xplane(eager_run))
+    assert not old.exists()
+    assert list(old.parent.glob("trace_viewer-v*.json"))
+
+
+def test_threads_writing_one_entry_do_not_collide(eager_run: Path) -> None:
+    """Two threads of one process (a Streamlit server) writing the same entry at once:
+    every write succeeds, the entry reads back whole, no temporary file is left."""
+    import threading
+
+    xplane = xt.find_xplane(eager_run)
+    result = xt.convert(xplane, "input_pipeline_analyzer")
+    entry = xt._entry_path(eager_run / "cache", "input_pipeline_analyzer", xt.cache_key(xplane, "x", {}))
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def write() -> None:
+        try:
+            for _ in range(15):
+                barrier.wait(timeout=60)
+                xt._write_entry(entry, result)
+        except threading.BrokenBarrierError:
+            pass
+        except BaseException as exc:  # noqa: BLE001 (reported below)
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=write) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    back = xt._read_entry(entry)
+    assert back is not None
+    for name, df in result.tables.items():
+        pd.testing.assert_frame_equal(back.tables[name], df, check_exact=True)
+    assert not [p for p in entry.parent.iterdir() if p.name.startswith(".")]
