@@ -194,6 +194,7 @@ def launch(spec: ExperimentSpec, store: RunStore, kind: str = "workload") -> Exp
     exp_dir = store.experiments / spec.experiment_id
     exp_dir.mkdir(parents=True)
     atomic_write_text(exp_dir / "spec.json", spec.to_json())
+    atomic_write_text(exp_dir / "kind", kind)
     env = dict(os.environ, SGDSCOPE_HOME=str(store.home), TF_CPP_MIN_LOG_LEVEL="3",
                PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])))
     with open(exp_dir / "supervisor.log", "ab") as log:
@@ -421,7 +422,8 @@ def finish_orphan(store: RunStore, exp_dir: Path, error: str) -> None:
     except (FileNotFoundError, ValueError, ProcessLookupError):
         log.debug("no worker left for %s", exp_dir)
     spec = ExperimentSpec.load(exp_dir / "spec.json")
-    kind = "script" if spec.workload == "script" else "workload"
+    kind_path = exp_dir / "kind"
+    kind = kind_path.read_text(encoding="utf-8").strip() if kind_path.is_file() else "workload"
     status = "cancelled" if (exp_dir / "cancel").exists() else "failed"
     finish_experiment(exp_dir, spec, store, status, error, kind)
 
