@@ -291,3 +291,26 @@ def worker_steps_chart(df: pd.DataFrame, worker: str, ms: str) -> alt.Chart:
                     y=alt.Y(f"{worker}:N", title=None),
                     color=alt.Color(f"{worker}:N", scale=theme.metric_scale(workers), legend=None))
             .properties(height=alt.Step(36)))
+
+
+# -- what-if (Triage) -----------------------------------------------------------------------------
+def whatif_chart(df: pd.DataFrame, arm: str, median: str, lo: str, hi: str, verdict: str) -> alt.LayerChart:
+    """Median step time per what-if arm (dot, labelled), with the interval its gain has
+    (bar), coloured by verdict; baseline first (profilers.whatif.result_frame)."""
+    order = list(df[arm])
+    colors = {"baseline": "#7f7f7f", "faster": "green", "no measurable gain": "#1f77b4", "slower": "red"}
+    domain = [v for v in colors if v in set(df[verdict])]
+    base = alt.Chart(df).encode(
+        y=alt.Y(f"{arm}:N", sort=order, title=None, axis=alt.Axis(labelLimit=320)),
+        color=alt.Color(f"{verdict}:N", scale=alt.Scale(domain=domain, range=[colors[v] for v in domain]),
+                        legend=alt.Legend(orient="bottom", title=None)),
+        tooltip=[alt.Tooltip(f"{arm}:N"), alt.Tooltip(f"{median}:Q", format=".4g", title="median ms"),
+                 alt.Tooltip(f"{lo}:Q", format=".4g", title="interval low ms"),
+                 alt.Tooltip(f"{hi}:Q", format=".4g", title="interval high ms"), alt.Tooltip(f"{verdict}:N")])
+    rng = base.mark_rule(strokeWidth=4, opacity=0.55).encode(
+        x=alt.X(f"{lo}:Q", title="ms per step (median, with the gain's 95% interval)", scale=alt.Scale(zero=True)),
+        x2=f"{hi}:Q")
+    dot = base.mark_point(filled=True, size=110, opacity=1).encode(x=alt.X(f"{median}:Q"))
+    label = base.mark_text(align="left", dx=9, dy=-9, fontSize=11).encode(
+        x=alt.X(f"{median}:Q"), text=alt.Text(f"{median}:Q", format=".3g"))
+    return (rng + dot + label).properties(height=theme.rows_height(len(order)))

@@ -7,9 +7,10 @@ supervised worker (``profilers.session.launch(spec, store, kind="script")``) wit
 step window and skip. Then:
 
 - the gain of a fix is the ratio of median step times (baseline / fix), per baseline step
-  where a fix changes how much one step does (``step_scale``), with a hierarchical
-  bootstrap interval (runs resampled, then steps within runs), so run-to-run noise widens
-  it; an interval that includes 1.0, or a gain under ``MIN_EFFECT``, is "no measurable gain";
+  where a fix changes how much one step does (``step_scale``), with an interval that is the
+  wider of a two-level bootstrap (runs, then steps within runs) and a Welch t interval on
+  the runs' log medians, so run-to-run noise widens it; an interval that includes 1.0, or
+  a gain under ``MIN_EFFECT``, is "no measurable gain";
 - the loss check compares final losses (Keras fit logs them; a custom loop's are not seen):
   "same", "changes the maths", or "not checkable" with the reason;
 - the fixes that gain without changing the maths are measured together (the combination);
@@ -71,8 +72,12 @@ def step_samples_ms(profile: RunProfile) -> np.ndarray:
 
 def gain_interval(base_runs: list[np.ndarray], fix_runs: list[np.ndarray], *, n: int = BOOTSTRAP,
                   level: float = LEVEL, seed: int = 0) -> tuple[float, float, float]:
-    """(gain, lo, hi): gain = median(baseline steps) / median(fix steps), pooled over runs;
-    the interval from a two-level bootstrap (runs with replacement, then steps within each)."""
+    """(gain, lo, hi): gain = median(baseline steps) / median(fix steps), pooled over runs.
+
+    The interval is the wider of two: a two-level bootstrap (runs with replacement, then
+    steps within each: the spread of the steps) and a Welch t interval on the runs' log
+    medians (the spread between runs: separate processes on a busy machine drift, and with
+    few runs a bootstrap cannot see that)."""
     base_runs = [r for r in base_runs if len(r)]
     fix_runs = [r for r in fix_runs if len(r)]
     if not base_runs or not fix_runs:
@@ -87,8 +92,29 @@ def gain_interval(base_runs: list[np.ndarray], fix_runs: list[np.ndarray], *, n:
                                                for i in picked])))
 
     ratios = np.array([draw(base_runs) / draw(fix_runs) for _ in range(n)])
-    lo, hi = np.quantile(ratios, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return gain, float(lo), float(hi)
+    lo, hi = (float(v) for v in np.quantile(ratios, [(1 - level) / 2, 1 - (1 - level) / 2]))
+    t_lo, t_hi = between_runs_interval(base_runs, fix_runs, level)
+    return gain, min(lo, t_lo), max(hi, t_hi)
+
+
+def between_runs_interval(base_runs: list[np.ndarray], fix_runs: list[np.ndarray],
+                          level: float = LEVEL) -> tuple[float, float]:
+    """Welch t interval of exp(mean log median(base run) - mean log median(fix run));
+    (inf, -inf), i.e. no constraint, with fewer than two runs on a side."""
+    from scipy import stats
+
+    b = np.log([np.median(r) for r in base_runs])
+    f = np.log([np.median(r) for r in fix_runs])
+    if len(b) < 2 or len(f) < 2:
+        return float("inf"), float("-inf")
+    vb, vf = b.var(ddof=1) / len(b), f.var(ddof=1) / len(f)
+    se = float(np.sqrt(vb + vf))
+    diff = float(b.mean() - f.mean())
+    if se == 0.0:
+        return float(np.exp(diff)), float(np.exp(diff))
+    df = se ** 4 / ((vb ** 2 / (len(b) - 1) if vb else 0.0) + (vf ** 2 / (len(f) - 1) if vf else 0.0))
+    t = float(stats.t.ppf(1 - (1 - level) / 2, df))
+    return float(np.exp(diff - t * se)), float(np.exp(diff + t * se))
 
 
 def verdict(gain: float, lo: float, hi: float) -> tuple[str, str]:
@@ -262,16 +288,41 @@ def run_whatif(store: RunStore, base_spec: Any, *, fixes: list[str] | None = Non
     _relabel(store, wid, base_spec.variants[0], arms)
     base_median = float(np.median(np.concatenate([s for s in base_samples if len(s)]))) if any(
         len(s) for s in base_samples) else None
+    best = next((r for r in ranked if r.get("verdict") == "faster"), None)
+    doc = {"whatif_id": wid, "experiment_id": wid, "script": script_path, "original_run_id": original.run_id,
+           "repeat": repeat, "chosen_from": how, "min_effect": MIN_EFFECT, "level": LEVEL,
+           "baseline": {"median_ms": base_median, "runs": [p.run_id for p in arms[BASELINE]],
+                        "final_loss": float(np.median(base_losses)) if base_losses else None},
+           "fixes": ranked, "combination": combo, "summary": summarize(ranked, combo, best)}
     original = store.load(original.run_id)
     original.findings = annotate_findings(original.findings or [], ranked, combo)
+    original.manifest["whatif"]["result"] = doc  # what the Triage page shows
     store.update(original)
-    best = next((r for r in ranked if r.get("verdict") == "faster"), None)
-    return {"whatif_id": wid, "experiment_id": wid, "script": script_path, "original_run_id": original.run_id,
-            "repeat": repeat, "chosen_from": how, "min_effect": MIN_EFFECT, "level": LEVEL,
-            "baseline": {"median_ms": base_median, "runs": [p.run_id for p in arms[BASELINE]],
-                         "final_loss": float(np.median(base_losses)) if base_losses else None},
-            "fixes": ranked, "combination": combo, "findings": original.findings,
-            "summary": summarize(ranked, combo, best)}
+    return {**doc, "findings": original.findings}
+
+
+def result_frame(result: dict[str, Any]) -> "Any":
+    """One row per measured arm of a stored what-if (``manifest["whatif"]["result"]``):
+    ``arm, median_ms, lo_ms, hi_ms, gain_text, verdict, loss_check`` with the step-time
+    interval derived from the gain's (baseline median / gain bounds). Empty when nothing
+    was measured."""
+    import pandas as pd
+
+    base = (result.get("baseline") or {}).get("median_ms")
+    rows = []
+    if base is not None:
+        rows.append({"arm": "baseline", "median_ms": base, "lo_ms": base, "hi_ms": base,
+                     "gain_text": "1.00x", "verdict": "baseline", "loss_check": ""})
+    for r in list(result.get("fixes") or []) + ([result["combination"]] if result.get("combination") else []):
+        if r.get("gain") is None or base is None:
+            continue
+        lo, hi = r["interval"]
+        name = r["fix"] if r["fix"] != COMBINATION else "+".join(r["fixes"])
+        rows.append({"arm": name + (" (changes the maths)" if r.get("maths_changed") else ""),
+                     "median_ms": float(r["median_ms"]), "lo_ms": base / hi, "hi_ms": base / lo,
+                     "gain_text": f"{r['gain']:.2f}x [{lo:.2f}-{hi:.2f}]", "verdict": r["verdict"],
+                     "loss_check": (r.get("loss_check") or {}).get("status", "")})
+    return pd.DataFrame(rows, columns=["arm", "median_ms", "lo_ms", "hi_ms", "gain_text", "verdict", "loss_check"])
 
 
 def _measure(row: dict[str, Any], runs: list[RunProfile], base_samples: list[np.ndarray],
