@@ -120,7 +120,9 @@ def experiment_verdict(manifests: Sequence[Mapping[str, Any]],
     if subject is None:
         subject = tf_ok[0] if tf_ok else None
     if subject is None:
-        missing = [v for v in ("tf_eager", "tf_function") if v in usable_variants or not usable_variants]
+        missing = [v for v in ("tf_eager", "tf_function") if v in usable_variants]
+        if not missing and not any(is_tf(v) for v in runs):
+            return _no_tf_verdict(runs, baseline)
         failed = [v for v, m in runs.items() if is_tf(v) and m.get("status") != "ok"]
         why = (f"{', '.join(failed)} did not finish" if failed else "no TensorFlow variant ran here")
         return Verdict(f"No TensorFlow step time was measured: {why}. Run {', '.join(missing)} "
@@ -143,6 +145,23 @@ def experiment_verdict(manifests: Sequence[Mapping[str, Any]],
     elif found is not None:
         suggest = []
     return Verdict(text, subject=subject, suggest_variants=suggest)
+
+
+def _no_tf_verdict(runs: Mapping[str, Mapping[str, Any]], baseline: str) -> Verdict:
+    """A workload without TensorFlow variants: the fastest variant against the baseline."""
+    timed = {v: median_ms(m) for v, m in runs.items() if median_ms(m)}
+    base_ms = timed.get(baseline)
+    if not timed:
+        return Verdict("No variant of this experiment has a measured step time.")
+    best = min(timed, key=lambda v: timed[v])  # type: ignore[arg-type,return-value]
+    if base_ms is None:
+        return Verdict(f"{label(best)} has the fastest step, {duration(timed[best])} (no finished {label(baseline)} "
+                       "run to compare with).")
+    if best == baseline:
+        return Verdict(f"{label(baseline)} (the baseline) has the fastest step here, {duration(base_ms)}: "
+                       "no variant measured beats it.")
+    return Verdict(f"{label(best)} is {ratio_text(timed[best], base_ms, baseline)} here "
+                   f"({duration(timed[best])} against {duration(base_ms)} per step), the fastest variant measured.")
 
 
 def _measured_fix(runs: Mapping[str, Mapping[str, Any]], subject: str,

@@ -132,7 +132,8 @@ def main() -> None:
             st.page_link(nav.path("run"), label=f"Run: {p.manifest.get('variant')}",
                          icon=":material/timeline:", query_params={"run": p.run_id})
         export_button(loaders.store(), [p.run_id for p in profiles], key="compare_export",
-                      label="Download the experiment (.zip)")
+                      label="Download (.zip)",
+                      help="The experiment's runs as one bundle: manifests, tables, traces and report.html.")
 
 
 ui.run_page(main)

@@ -44,9 +44,8 @@ def main() -> None:
     st.subheader("Which page answers what")
     for name, question, answer in QUESTIONS:
         if nav.available(name):
-            c1, c2 = st.columns([1, 2])
-            c1.page_link(nav.path(name), label=question, icon=nav.PAGES[name][2])
-            c2.caption(answer)
+            st.page_link(nav.path(name), label=f"{question} → {nav.PAGES[name][1]}", icon=nav.PAGES[name][2])
+            st.caption(answer)
 
 
 ui.run_page(main)

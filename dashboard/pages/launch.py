@@ -54,17 +54,16 @@ def launch_form(registry: Mapping[str, Any]) -> None:
         help="\n".join(f"- **{n}**: {w.variants[n].help}" for n in usable)
              + (f"\n\nThe baseline is **{w.baseline}**: every variant's loss is checked against it." if w.baseline else ""))
     with st.form(f"launch_{wname}"):
-        cols = st.columns(3)
+        cols = st.columns(2)
         values = {}
         shown = [p for p in w.params.values() if p.used_by(chosen)]
         for i, p in enumerate(shown):
-            with cols[i % 3]:
+            with cols[i % 2]:
                 values[p.name] = ui.param_widget(p, base[p.name], key=f"param_{wname}_{preset}_{p.name}")
-        c1, c2 = st.columns(2)
-        timeout_s = c1.number_input("Timeout (s)", min_value=1.0, value=float(DEFAULT_TIMEOUT_S), step=30.0,
+        timeout_s = cols[len(shown) % 2].number_input("Timeout (s)", min_value=1.0, value=float(DEFAULT_TIMEOUT_S), step=30.0,
                                     format="%g", help="For the whole experiment; past it the worker is "
                                                       "killed and the unfinished variants are stored as timeout.")
-        profile = c2.toggle("profile (TF trace)", value=False,
+        profile = st.toggle("profile (TF trace)", value=False,
                             help="Capture a TF profiler window of a few steps after warm-up (TF variants "
                                  "only): their breakdown then comes from the trace.")
         go = st.form_submit_button("Run", type="primary")

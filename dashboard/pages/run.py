@@ -42,9 +42,9 @@ def header(p: RunProfile) -> None:
     st.markdown(f"**{m.get('workload')} / {m.get('variant')}** {theme.status_badge(m.get('status'))} "
                 f"{frames.correctness_badge(res.get('loss_matches_baseline'), res.get('baseline_variant'))}")
     med, p10, p90, loss = step.get("median"), step.get("p10"), step.get("p90"), res.get("final_loss")
-    for col, (label, value) in zip(st.columns(4), (
+    for col, (label, value) in zip(st.columns([1, 1.3, 1, 1]), (
             ("Median step", "unavailable" if med is None else f"{med:.4g} ms"),
-            ("p10 – p90", "unavailable" if p10 is None or p90 is None else f"{p10:.3g} – {p90:.3g} ms"),
+            ("p10–p90 (ms)", "unavailable" if p10 is None or p90 is None else f"{p10:.3g}–{p90:.3g}"),
             ("Measured steps (after warm-up)", step.get("count", 0) if step else 0),
             ("Final loss", "unavailable" if loss is None else f"{loss:.6g}"))):
         col.metric(label, value)

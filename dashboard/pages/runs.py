@@ -89,7 +89,7 @@ def main() -> None:
         with st.container(border=True):
             pick = st.selectbox("Open a run", readable, format_func=lambda r: labels[r])
             exp = runs.loc[runs["run_id"] == pick, "experiment_id"].iloc[0]
-            c1, c2, _ = st.columns([1, 1, 3])
+            c1, c2 = st.columns(2)
             with c1:
                 st.page_link(nav.path("run"), label="Open in Run", icon=":material/timeline:",
                              query_params={"run": pick})
