@@ -683,3 +683,32 @@ def test_killing_the_cli_cancels_its_experiment(tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 5, err
     assert json.loads((exp / "status.json").read_text())["status"] == "cancelled"
+
+
+def test_commit_fsyncs_the_run_before_and_the_store_folder_after_the_rename(tmp_path, monkeypatch):
+    import stat
+
+    store = RunStore(tmp_path)
+    store.ensure_home()
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        kind = "dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"
+        events.append(("fsync-" + kind, os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", str(dst)))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    p = make_profile()
+    final = str(store.save(p))
+    commit_at = events.index(("replace", final))
+    before, after = events[:commit_at], events[commit_at + 1:]
+    staged = str(store.staging / p.run_id)
+    assert ("fsync-dir", staged) in before and ("fsync-dir", f"{staged}/tables") in before
+    assert ("fsync-file", f"{staged}/manifest.json") in before
+    assert ("fsync-dir", str(tmp_path)) in after
