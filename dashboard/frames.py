@@ -610,24 +610,6 @@ def ladder_table(df: pd.DataFrame, stages: Mapping[str, tuple[dict[str, Any] | N
 
 
 # -- display ------------------------------------------------------------------------------------
-def log_histogram(df: pd.DataFrame, value: str, group: str, bins: int = 40) -> pd.DataFrame:
-    """``group, lo_ms, hi_ms, steps``: counts in bins equally wide on a log scale (values
-    ≤ 0 left out), shared by every group so their bars line up."""
-    import numpy as np
-
-    pos = df[df[value] > 0]
-    if pos.empty:
-        return pd.DataFrame(columns=[group, "lo_ms", "hi_ms", "steps"])
-    lo, hi = float(pos[value].min()), float(pos[value].max())
-    edges = np.logspace(math.log10(lo), math.log10(hi * 1.0001 if hi > lo else lo * 1.01), bins + 1)
-    rows = []
-    for name, g in pos.groupby(group, sort=False):
-        counts, _ = np.histogram(g[value].to_numpy(dtype=float), bins=edges)
-        rows += [{group: name, "lo_ms": edges[i], "hi_ms": edges[i + 1], "steps": int(c)}
-                 for i, c in enumerate(counts) if c]
-    return pd.DataFrame(rows, columns=[group, "lo_ms", "hi_ms", "steps"])
-
-
 def share_frame(rule: str, share: float) -> pd.DataFrame:
     """A finding's share of the step and the rest, for ``charts.share_bar``."""
     share = min(1.0, max(0.0, float(share)))

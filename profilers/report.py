@@ -7,9 +7,10 @@ environment. vega, vega-lite and vega-embed are inlined from the ``vl-convert-py
 package's JavaScript bundle (what altair's ``save(..., inline=True)`` uses), so the page
 loads nothing from the network: no CDN, no fonts, no editor links.
 
-The chart builders here take ``(df, column names)`` and return an ``alt.Chart``; the
-Diff page reuses them. The tables they draw come from ``profilers.analysis`` and
-``profilers.diff`` (pure). Must not import tensorflow, pynvml or streamlit.
+The page opens with the verdict of each experiment it holds (``profilers.verdict``, from
+the stored analysis). Its charts come from ``profilers.charts``, the builders the
+dashboard's pages use, so a chart reads the same in both. Must not import tensorflow,
+pynvml or streamlit.
 """
 from __future__ import annotations
 
@@ -21,10 +22,11 @@ from typing import Any, Sequence
 import altair as alt
 import pandas as pd
 
-from profilers import __version__
+from profilers import __version__, verdict
+from profilers import charts as shared
 from profilers.analysis import measured_steps, scaled_breakdown, step_stats
 from profilers.errors import DependencyMissing
-from profilers.model import CATEGORIES, RunProfile, json_safe
+from profilers.model import RunProfile, json_safe
 
 #: Rows per chart at most (charts carry their data inline; longer tables are strided).
 MAX_CHART_ROWS = 5000
@@ -34,8 +36,8 @@ CHART_WIDTH_PX = 640
 SEVERITY_ORDER = {"high": 0, "moderate": 1, "low": 2, "info": 3}
 
 
-# -- chart builders ------------------------------------------------------------------------
-def _themed(chart: alt.Chart, title: str) -> alt.Chart:
+# -- charts: the shared builders (profilers.charts), sized for a fixed-width page -------------
+def _themed(chart: alt.Chart | alt.LayerChart, title: str) -> alt.Chart | alt.LayerChart:
     return chart.properties(title=title, width=CHART_WIDTH_PX).configure_view(stroke=None).configure_axis(
         labelFontSize=11, titleFontSize=12)
 
@@ -44,57 +46,6 @@ def _strided(df: pd.DataFrame, max_rows: int = MAX_CHART_ROWS) -> pd.DataFrame:
     if len(df) <= max_rows:
         return df
     return df.iloc[:: -(-len(df) // max_rows)]
-
-
-def step_series_chart(df: pd.DataFrame, x: str, y: str, color: str, title: str = "Step time per step") -> alt.Chart:
-    """Line of ``y`` over ``x``, one line per ``color`` value."""
-    data = _strided(df[[x, y, color]])
-    chart = alt.Chart(data).mark_line(point=alt.OverlayMarkDef(size=12)).encode(
-        x=alt.X(f"{x}:Q", title=x), y=alt.Y(f"{y}:Q", title=y.replace("_", " "), scale=alt.Scale(zero=False)),
-        color=alt.Color(f"{color}:N", title=color), tooltip=[color, x, y])
-    return _themed(chart, title)
-
-
-def distribution_chart(df: pd.DataFrame, value: str, group: str,
-                       title: str = "Step-time distribution") -> alt.Chart:
-    """Overlaid histograms of ``value``, one per ``group`` (not stacked)."""
-    data = _strided(df[[value, group]])
-    chart = alt.Chart(data).mark_bar(opacity=0.55, binSpacing=0).encode(
-        x=alt.X(f"{value}:Q", bin=alt.Bin(maxbins=40), title=value.replace("_", " ")),
-        y=alt.Y("count():Q", stack=None, title="steps"),
-        color=alt.Color(f"{group}:N", title=group), tooltip=[group, "count()"])
-    return _themed(chart, title)
-
-
-def breakdown_chart(df: pd.DataFrame, run: str, category: str, ms: str,
-                    title: str = "Where a step's time goes (ms per step)") -> alt.Chart:
-    """Stacked horizontal bars: ``ms`` per ``category`` for each ``run``."""
-    order = {c: i for i, c in enumerate(CATEGORIES)}
-    data = df[[run, category, ms]].assign(_order=df[category].map(lambda c: order.get(c, len(order))))
-    chart = alt.Chart(data).mark_bar().encode(
-        y=alt.Y(f"{run}:N", title=None), x=alt.X(f"{ms}:Q", stack="zero", title="ms per step"),
-        color=alt.Color(f"{category}:N", sort=list(CATEGORIES), title="category"),
-        order=alt.Order("_order:Q"), tooltip=[run, category, alt.Tooltip(f"{ms}:Q", format=".4f")])
-    return _themed(chart, title)
-
-
-def top_ops_chart(df: pd.DataFrame, op: str, value: str, group: str,
-                  title: str = "Top ops by self time (ms per captured step)") -> alt.Chart:
-    """Horizontal bars of ``value`` per ``op``, grouped by ``group``."""
-    chart = alt.Chart(df[[op, value, group]]).mark_bar().encode(
-        y=alt.Y(f"{op}:N", sort="-x", title=None), yOffset=alt.YOffset(f"{group}:N"),
-        x=alt.X(f"{value}:Q", title=value.replace("_", " ")), color=alt.Color(f"{group}:N", title=group),
-        tooltip=[group, op, alt.Tooltip(f"{value}:Q", format=".4f")])
-    return _themed(chart, title)
-
-
-def delta_bar_chart(df: pd.DataFrame, label: str, delta: str, title: str) -> alt.Chart:
-    """Diverging bars of ``delta`` per ``label`` (red: B slower, green: B faster)."""
-    chart = alt.Chart(df[[label, delta]]).mark_bar().encode(
-        y=alt.Y(f"{label}:N", sort="-x", title=None), x=alt.X(f"{delta}:Q", title=delta.replace("_", " ")),
-        color=alt.condition(f"datum['{delta}'] > 0", alt.value("#c0392b"), alt.value("#27ae60")),
-        tooltip=[label, alt.Tooltip(f"{delta}:Q", format=".4f")])
-    return _themed(chart, title)
 
 
 # -- tables for the charts (pure) -----------------------------------------------------------
@@ -189,10 +140,10 @@ def _summary_rows(profiles: Sequence[RunProfile], labels: dict[str, str]) -> str
 
 
 def _findings_html(profile: RunProfile) -> str:
-    findings = sorted(profile.findings, key=lambda f: SEVERITY_ORDER.get(str(f.get("severity")), 9))
+    findings = list(profile.findings)  # ranked by the analysis (measured gain, then severity)
     if not findings:
-        return ("<p class='muted'>No findings stored for this run (run <code>sgdscope analyze RUN_ID</code> "
-                "before exporting to include them).</p>")
+        return ("<p class='muted'>No findings: no triage rule found a bottleneck in this run's "
+                "stored analysis.</p>")
     parts = []
     for f in findings:
         sev = html.escape(str(f.get("severity", "")))
@@ -238,7 +189,7 @@ def _environment_html(profile: RunProfile) -> str:
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1000px;
 color:#222;padding:0 1rem}
-h1{font-size:1.6rem}h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
+h1{font-size:1.6rem}.verdict{background:#e8f0fe;border-left:4px solid #4c78a8;padding:.6rem .8rem}h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
 table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}
 td,th{border:1px solid #ddd;padding:.2rem .5rem;text-align:left;vertical-align:top}
 th{background:#f4f4f4}.muted{color:#777}.chart{margin:1rem 0}
@@ -249,21 +200,52 @@ pre.rec{white-space:pre-wrap;font-family:inherit}code{background:#f4f4f4;padding
 """
 
 
+def summary_frame(profiles: Sequence[RunProfile], labels: dict[str, str]) -> pd.DataFrame:
+    """``run, median_ms, p10_ms, p90_ms`` of every run with a measured median step."""
+    rows = []
+    for p in profiles:
+        st = (p.manifest.get("results") or {}).get("step_ms") or {}
+        med = st.get("median")
+        if p.manifest.get("status") == "ok" and isinstance(med, (int, float)) and med > 0:
+            rows.append({"run": labels[p.run_id], "median_ms": float(med),
+                         "p10_ms": float(st.get("p10") or med), "p90_ms": float(st.get("p90") or med)})
+    return pd.DataFrame(rows, columns=["run", "median_ms", "p10_ms", "p90_ms"])
+
+
 def build_charts(profiles: Sequence[RunProfile]) -> list[tuple[str, alt.Chart]]:
     """The report's charts, as (id, chart); charts without data are left out."""
     labels = run_labels(profiles)
     charts: list[tuple[str, alt.Chart]] = []
+    summary = summary_frame(profiles, labels)
     steps = steps_long(profiles, labels)
+    if not summary.empty and not steps.empty:
+        charts.append(("chart-steps", _themed(shared.step_range_chart(summary, "run", "median_ms", "p10_ms", "p90_ms"),
+                                              "Median step per run, p10–p90 (log scale)")))
     if not steps.empty:
-        charts.append(("chart-steps", step_series_chart(steps, "step", "wall_ms", "run")))
-        charts.append(("chart-distribution", distribution_chart(steps, "wall_ms", "run")))
+        charts.append(("chart-distribution", _themed(shared.distribution_chart(_strided(steps), "wall_ms", "run"),
+                                                     "Step-time distribution (measured steps, log scale)")))
     bd = breakdown_long(profiles, labels)
     if not bd.empty:
-        charts.append(("chart-breakdown", breakdown_chart(bd, "run", "category", "ms")))
+        charts.append(("chart-breakdown", _themed(shared.breakdown_bars(bd, "run", "category", "ms"),
+                                                  "Where a step's time goes (ms per median step)")))
     ops = top_ops_long(profiles, labels)
     if not ops.empty:
-        charts.append(("chart-ops", top_ops_chart(ops, "op", "self_ms_per_step", "run")))
+        charts.append(("chart-ops", _themed(shared.top_ops_chart(ops, "op", "self_ms_per_step", "run"),
+                                            "Top ops by self time (ms per captured step)")))
     return charts
+
+
+def _verdicts_html(profiles: Sequence[RunProfile]) -> str:
+    """One verdict per experiment in the report (from the stored analysis)."""
+    groups: dict[str, list[RunProfile]] = {}
+    for p in profiles:
+        groups.setdefault(str(p.manifest.get("experiment_id") or p.run_id), []).append(p)
+    parts = []
+    for exp_id, runs in groups.items():
+        text = verdict.for_profiles(sorted(runs, key=lambda p: p.manifest.get("order", 0))).text
+        where = f" <small class='muted'>({html.escape(exp_id)})</small>" if len(groups) > 1 else ""
+        parts.append(f"<p class='verdict'><strong>Verdict.</strong> {html.escape(text)}{where}</p>")
+    return "".join(parts)
 
 
 def render_report(profiles: Sequence[RunProfile], *, title: str | None = None) -> str:
@@ -301,6 +283,7 @@ def render_report(profiles: Sequence[RunProfile], *, title: str | None = None) -
 <p class="muted">Generated {now} by sgdscope {html.escape(__version__)}. This page works offline.
 The bundle's <code>trace/</code> folder opens with <code>xprof --logdir trace</code>; each
 <code>runs/&lt;run_id&gt;/trace.json.gz</code> opens in Perfetto or chrome://tracing.</p>
+{_verdicts_html(profiles)}
 <h2>Runs</h2>
 {_summary_rows(profiles, labels)}
 <h2>Charts</h2>

@@ -68,11 +68,10 @@ def show_diff(a: RunProfile, b: RunProfile) -> None:
     st.dataframe(frames.readable(d.categories.round(4)), hide_index=True, width="stretch")
 
     st.markdown("#### Step-time distributions")
-    hist = frames.log_histogram(d.distributions, "wall_ms", "run") if not d.distributions.empty else None
-    if hist is None or hist.empty:
+    if d.distributions.empty:
         st.caption("Neither run has measured steps.")
     else:
-        st.altair_chart(charts.distribution_chart(hist, "lo_ms", "hi_ms", "steps", "run"), width="stretch")
+        st.altair_chart(charts.distribution_chart(d.distributions, "wall_ms", "run"), width="stretch")
 
     st.markdown(f"#### Ops ({d.ops_unit.replace('_', ' ')})")
     st.write(" · ".join(f"**{k}** {v}" for k, v in ops_summary(d.ops).items()))
