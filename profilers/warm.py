@@ -108,8 +108,8 @@ class WarmPool:
     experiment being measured. ``take()`` returns the idle slot (ready or still
     importing) or None."""
 
-    def __init__(self, store: RunStore) -> None:
-        self.store = store
+    def __init__(self, store: RunStore, import_tf: bool = True) -> None:
+        self.store, self.import_tf = store, import_tf
         self.slots: list[WarmSlot] = []
 
     def _prune(self) -> None:
@@ -126,7 +126,7 @@ class WarmPool:
     def ensure(self) -> WarmSlot | None:
         slot = self.idle()
         if slot is None and not self.busy():
-            slot = start_slot(self.store)
+            slot = start_slot(self.store, import_tf=self.import_tf)
             self.slots.append(slot)
         return slot
 
