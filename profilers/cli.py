@@ -180,7 +180,7 @@ def print_experiment_error(experiment_id: str, state: dict[str, Any]) -> None:
 
 @command("run", "run a workload's variants in an isolated worker and store the runs", _run_args)
 def cmd_run(args: argparse.Namespace, store: RunStore) -> int:
-    from profilers.session import launch
+    from profilers.services import launch
     from profilers.spec import ExperimentSpec, parse_param_args
 
     spec = ExperimentSpec(
