@@ -35,6 +35,7 @@ Must not import tensorflow, streamlit or pynvml (xprof and pyarrow are imported 
 """
 from __future__ import annotations
 
+import copy
 import ctypes
 import gc
 import hashlib
@@ -45,8 +46,10 @@ import shutil
 import threading
 import uuid
 from dataclasses import dataclass, field
-from operator import attrgetter
+from itertools import compress
+from operator import attrgetter, methodcaller
 from pathlib import Path
+from collections import OrderedDict
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -517,37 +520,46 @@ def parse_trace_proto(data: bytes) -> ToolResult:
         cols = _EventColumns()
         rare = [(k, c) for k, c in cols.arg_codes().items() if k != "group_id"]
         get_fields = attrgetter("device_id", "resource_id", "timestamp_ps", "duration_ps", "name", "args")
+        get_group = methodcaller("get", "group_id")
         evs = trace.trace_events
         for lo in range(0, len(evs), _PROTO_CHUNK):
-            rows = [r for r in map(get_fields, evs[lo:lo + _PROTO_CHUNK]) if r[3]]  # complete events only
-            if not rows:
-                continue
-            pid, tid, ts, dur, names, args = zip(*rows)
-            del rows
+            pid, tid, ts, dur, names, args = zip(*map(get_fields, evs[lo:lo + _PROTO_CHUNK]))
+            dur_ps = np.fromiter(dur, dtype=np.int64, count=len(dur))
+            keep = dur_ps != 0  # complete events only
+            pid_a = np.fromiter(pid, dtype=np.int64, count=len(pid))
+            tid_a = np.fromiter(tid, dtype=np.int64, count=len(tid))
+            ts_ps = np.fromiter(ts, dtype=np.int64, count=len(ts))
+            del pid, tid, ts, dur
+            if not keep.all():
+                kept = keep.tolist()
+                names, args = list(compress(names, kept)), list(compress(args, kept))
+                pid_a, tid_a, ts_ps, dur_ps = pid_a[keep], tid_a[keep], ts_ps[keep], dur_ps[keep]
             n = len(args)
-            cols.pid.append(np.fromiter(pid, dtype=np.int64, count=n))
-            cols.tid.append(np.fromiter(tid, dtype=np.int64, count=n))
-            cols.ts_us.append(np.fromiter(ts, dtype=np.int64, count=n) / 1e6)
-            cols.dur_us.append(np.fromiter(dur, dtype=np.int64, count=n) / 1e6)
+            if n == 0:
+                continue
+            cols.pid.append(pid_a)
+            cols.tid.append(tid_a)
+            cols.ts_us.append(ts_ps / 1e6)
+            cols.dur_us.append(dur_ps / 1e6)
             cols.name.add(names)
-            group = [a.get("group_id") for a in args]
+            group = list(map(get_group, args))
             cols.group_id.add(group)
             # Most events carry group_id alone: look the other keys up only where there are more.
-            rich = [k for k, (a, g) in enumerate(zip(args, group)) if len(a) > (g is not None)]
+            lens = np.fromiter(map(len, args), dtype=np.int32, count=n)
+            rich = np.nonzero(lens > cols.group_id.parts[-1].__ge__(0))[0].tolist()
             rich_args = [args[k] for k in rich]
-            a = None
             for key, codes in rare:
                 vals: list[Any] = [None] * n
-                for k, a in zip(rich, rich_args):
-                    vals[k] = a.get(key)
+                for k, v in zip(rich, [a.get(key) for a in rich_args]):
+                    vals[k] = v
                 codes.add(vals)
             tf_op = np.zeros(n, dtype=bool)
             hlo_op = np.zeros(n, dtype=bool)
-            tf_op[rich] = ["is_eager" in a for a in rich_args]
-            hlo_op[rich] = ["hlo_op" in a for a in rich_args]
+            tf_op[rich] = [("is_eager" in a) for a in rich_args]
+            hlo_op[rich] = [("hlo_op" in a) for a in rich_args]
             cols.tf_op.append(tf_op)
             cols.hlo_op.append(hlo_op)
-            del pid, tid, ts, dur, names, args, group, rich_args, a
+            del names, args, group, rich_args
         # No wrapper of the message may outlive this point: any one keeps its arena alive.
         del evs, trace
         _release_freed_memory()
@@ -859,14 +871,63 @@ def convert(xplane_path: Path | str, tool: str, params: Mapping[str, Any] | None
     entry = _entry_path(Path(cache_dir) if cache_dir else default_cache_dir(xplane), tool,
                         cache_key(xplane, tool, params))
     if use_cache:
-        cached = _read_entry(entry)
+        cached = _recall(entry)
+        if cached is None:
+            cached = _read_entry(entry)
+            if cached is not None:
+                _remember(entry, cached)
         if cached is not None:
-            return cached
+            return _shallow(cached)
     result = parser(raw_tool_data(xplane, tool, params))
     result.tool = tool
+    # The info as a reader of the cache gets it (JSON), so cold and reopened results agree.
+    result.info = json.loads(json.dumps(result.info, default=str))
     if use_cache:
         _write_entry(entry, result)
+        _remember(entry, result)
+        return _shallow(result)
     return result
+
+
+# -- the last few results of this process, so one analysis reads each table file once ---
+_RECENT: OrderedDict[Path, tuple[tuple[tuple[int, int], ...], ToolResult]] = OrderedDict()
+_RECENT_MAX = 4
+_RECENT_LOCK = threading.Lock()
+
+
+def _stamp(entry: Path, result: ToolResult) -> tuple[tuple[int, int], ...] | None:
+    """(mtime_ns, size) of the entry's index and table files; None if one is gone."""
+    try:
+        return tuple((st.st_mtime_ns, st.st_size) for st in
+                     [entry.stat(), *(_table_path(entry, name).stat() for name in result.tables)])
+    except OSError:
+        return None
+
+
+def _remember(entry: Path, result: ToolResult) -> None:
+    stamp = _stamp(entry, result)
+    if stamp is None:
+        return
+    with _RECENT_LOCK:
+        _RECENT[entry] = (stamp, result)
+        _RECENT.move_to_end(entry)
+        while len(_RECENT) > _RECENT_MAX:
+            _RECENT.popitem(last=False)
+
+
+def _recall(entry: Path) -> ToolResult | None:
+    """A result remembered for ``entry`` whose files have not changed since."""
+    with _RECENT_LOCK:
+        hit = _RECENT.get(entry)
+    if hit is None or _stamp(entry, hit[1]) != hit[0]:
+        return None
+    return hit[1]
+
+
+def _shallow(result: ToolResult) -> ToolResult:
+    """A copy safe to hand out: new frame objects over the same (copy-on-write) data."""
+    return ToolResult(result.tool, {k: df.copy(deep=False) for k, df in result.tables.items()},
+                      copy.deepcopy(result.info))
 
 
 # -- conveniences ------------------------------------------------------------------------
@@ -888,7 +949,18 @@ def trace_events(xplane_path: Path | str, *, start_ms: float | None = None, end_
     a per-step Gantt chart needs, without loading a large capture whole.
     """
     if start_ms is None and end_ms is None:
-        return convert(xplane_path, "trace_viewer", {}, cache_dir=cache_dir).table("events")
+        xplane = Path(xplane_path)
+        entry = _entry_path(Path(cache_dir) if cache_dir else default_cache_dir(xplane), "trace_viewer",
+                            cache_key(xplane, "trace_viewer", {}))
+        if not entry.is_file():
+            # The whole capture is read for its analysis, which reads the other pipeline
+            # tools next: convert them now, before the trace (the converter's peak memory
+            # is in trace_viewer; the others' freed memory is handed back first).
+            try:
+                return run_tables(xplane, cache_dir=cache_dir).table("events")
+            except BadTable:
+                pass  # another tool's output is unreadable: the trace alone may still be
+        return convert(xplane, "trace_viewer", {}, cache_dir=cache_dir).table("events")
     opts: dict[str, str] = {"resolution": "0"}
     if start_ms is not None:
         opts["start_time_ms"] = f"{float(start_ms):.6f}"
