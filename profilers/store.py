@@ -377,6 +377,8 @@ class RunStore:
         return df
 
     def path(self, run_id: str) -> Path:
+        if self.home.exists() and not self.home.is_dir():
+            self.ensure_home()  # says that the store is a file
         if not RUN_ID_RE.match(run_id or ""):
             raise RunNotFound(f"{run_id!r} is not a run id.", "Run `sgdscope list` to see stored runs.")
         path = self.home / run_id

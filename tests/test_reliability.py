@@ -224,12 +224,13 @@ def _no_traceback(out) -> None:
 def test_home_that_is_a_file_is_a_message(tmp_path, as_json):
     home = tmp_path / "afile"
     home.write_text("not a folder")
-    out = cli("list", *(["--json"] if as_json else []), "--home", str(home), home=tmp_path / "x")
-    _no_traceback(out)
-    assert out.returncode == 2
-    assert "is a file, not a folder" in out.stderr and "hint:" in out.stderr
-    if as_json:
-        assert "is a file" in json.loads(out.stdout)["error"]
+    for command in (["list"], ["show", "20260101-000000-toy-ok-abcdef"]):
+        out = cli(*command, *(["--json"] if as_json else []), "--home", str(home), home=tmp_path / "x")
+        _no_traceback(out)
+        assert out.returncode == 2
+        assert "is a file, not a folder" in out.stderr and "hint:" in out.stderr
+        if as_json:
+            assert "is a file" in json.loads(out.stdout)["error"]
 
 
 @pytest.mark.parametrize("where", ["under_a_file", "unwritable", "invalid"])
