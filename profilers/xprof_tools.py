@@ -61,7 +61,7 @@ from profilers.model import SCHEMAS, atomic_write_text
 from profilers.registry import lookup
 
 #: Bump when a parser's output changes: old cache entries are then ignored.
-PARSER_VERSION = 2
+PARSER_VERSION = 3
 
 #: Name of the step markers the recorder places: ``Trace("train", step_num=i, _r=1)``.
 MARKER_NAME = "train"
@@ -522,6 +522,7 @@ def parse_trace_proto(data: bytes) -> ToolResult:
         get_fields = attrgetter("device_id", "resource_id", "timestamp_ps", "duration_ps", "name", "args")
         get_group = methodcaller("get", "group_id")
         evs = trace.trace_events
+        n_trace_events = len(evs)  # all of them (instant ones too): what xprof's cap counts
         for lo in range(0, len(evs), _PROTO_CHUNK):
             pid, tid, ts, dur, names, args = zip(*map(get_fields, evs[lo:lo + _PROTO_CHUNK]))
             dur_ps = np.fromiter(dur, dtype=np.int64, count=len(dur))
@@ -566,7 +567,8 @@ def parse_trace_proto(data: bytes) -> ToolResult:
         events = cols.frame(procs, threads)
         del cols
         _release_freed_memory()
-    return ToolResult("trace_viewer", {"events": events}, {"events": int(len(events))})
+    return ToolResult("trace_viewer", {"events": events},
+                      {"events": int(len(events)), "trace_events": int(n_trace_events)})
 
 
 @contextmanager
@@ -982,6 +984,69 @@ def step_window_ms(events: pd.DataFrame, step: int) -> tuple[float, float]:
     return start / 1e3, end / 1e3
 
 
+#: xprof's converter keeps at most this many events of a capture in its (non-streaming)
+#: trace_viewer output, dropping the latest ones (``kMaxEvents`` in its
+#: ``ConvertXSpaceToTraceEvents``, the cut in ``MaybeDropEventsForTraceViewer``).
+TRACE_EVENT_LIMIT = 1_000_000
+
+
+def capture_limit_warning(xplane_or_events: Path | str | pd.DataFrame, expected_steps: int | None, *,
+                          trace_events_total: int | None = None,
+                          cache_dir: Path | str | None = None) -> dict[str, Any] | None:
+    """A capture warning when the capture hit the profiler's limit, else None.
+
+    Two signs, either enough: the trace holds ``TRACE_EVENT_LIMIT`` events or more (xprof
+    kept the earliest ones and dropped the rest without a word), or it holds step markers
+    for fewer steps than the recorder marked (``expected_steps``: the profiler window's
+    marked steps; None skips this check, e.g. for steps inferred from the trace).
+
+    ``xplane_or_events``: the whole-capture ``events`` table (pure: nothing is read; pass
+    ``trace_events_total``, the converter's count with instant events, from
+    ``convert(xplane, "trace_viewer").info["trace_events"]`` if you have it), or an xplane
+    path (its cached ``trace_viewer`` result is read). The analysis itself goes on with
+    what was kept; the warning says what was lost and the fix.
+    Returns ``{"kind": "trace_event_cap", "message": ..., "evidence": {...}}``.
+    """
+    if isinstance(xplane_or_events, pd.DataFrame):
+        events = xplane_or_events
+    else:
+        res = convert(xplane_or_events, "trace_viewer", {}, cache_dir=cache_dir)
+        events = res.table("events")
+        if trace_events_total is None:
+            trace_events_total = res.info.get("trace_events")
+    total = int(trace_events_total if trace_events_total is not None else len(events))
+    markers = events.loc[events["marker"].to_numpy(dtype=bool), ["step", "ts_us", "dur_us"]].dropna()
+    steps_kept = sorted({int(s) for s in markers["step"]})
+    capped = total >= TRACE_EVENT_LIMIT
+    short = expected_steps is not None and len(steps_kept) < int(expected_steps)
+    if not (capped or short):
+        return None
+    end_ms = float((events["ts_us"] + events["dur_us"]).max()) / 1e3 if len(events) else 0.0
+    evidence: dict[str, Any] = {
+        "trace_events": total, "event_limit": TRACE_EVENT_LIMIT, "events_reach_limit": capped,
+        "expected_steps": None if expected_steps is None else int(expected_steps),
+        "steps_in_trace": len(steps_kept),
+        "first_step_in_trace": steps_kept[0] if steps_kept else None,
+        "last_step_in_trace": steps_kept[-1] if steps_kept else None,
+        "trace_ends_ms": round(end_ms, 3),
+    }
+    what = []
+    if capped:
+        what.append(f"the trace holds {total:,} events, xprof's limit is {TRACE_EVENT_LIMIT:,}, and the "
+                    f"events after {end_ms:.1f} ms into the capture were dropped")
+    if short:
+        what.append(f"it holds {len(steps_kept)} of the {int(expected_steps)} steps profiled")
+    # Fewer steps, in proportion to what fitted, with a margin.
+    fit = len(steps_kept) if short else int(expected_steps or 0) * TRACE_EVENT_LIMIT // max(total, 1)
+    suggest = max(1, int(fit * 0.8)) if fit else None
+    fix = (f"profile fewer steps (--profile-steps {suggest} or less)" if suggest else "profile fewer steps")
+    message = (f"The capture hit the profiler's event limit: {'; '.join(what)}. The analysis uses "
+               f"what was kept ({len(steps_kept)} step{'s' if len(steps_kept) != 1 else ''}). "
+               f"To capture every step, {fix}, or a smaller model (fewer ops per step).")
+    evidence["suggested_profile_steps"] = suggest
+    return {"kind": "trace_event_cap", "message": message, "evidence": evidence}
+
+
 def run_tables(xplane_path: Path | str, *, cache_dir: Path | str | None = None,
                use_cache: bool = True) -> ToolResult:
     """Every table the analysis reads from a capture (``PIPELINE_TOOLS``).
@@ -1025,7 +1090,8 @@ def export_trace_json(xplane_path: Path | str, dest: Path | str | None = None, *
 
 
 __all__: Sequence[str] = (
-    "MARKER_NAME", "PIPELINE_TOOLS", "TOOLS", "TOOL_SCHEMAS", "ToolResult", "cache_key", "conform",
+    "MARKER_NAME", "PIPELINE_TOOLS", "PROTO_TOOLS", "TOOLS", "TOOL_SCHEMAS", "TRACE_EVENT_LIMIT", "ToolResult",
+    "cache_key", "capture_limit_warning", "conform",
     "convert", "default_cache_dir", "empty_tool_table", "export_trace_json", "find_xplane",
-    "raw_tool_data", "run_tables", "step_window_ms", "trace_events",
+    "parse_trace_events", "parse_trace_proto", "raw_tool_data", "run_tables", "step_window_ms", "trace_events",
 )

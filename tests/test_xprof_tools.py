@@ -281,7 +281,8 @@ def test_trace_protobuf_gives_the_table_xprofs_json_gives(scenario: str, tmp_pat
     want = xt.parse_trace_events(process_raw_trace(raw))
     assert len(got.tables["events"]) > 0
     pd.testing.assert_frame_equal(got.tables["events"], want.tables["events"], check_exact=True)
-    assert got.info == want.info
+    assert got.info["events"] == want.info["events"] == len(want.tables["events"])
+    assert got.info["trace_events"] >= got.info["events"]  # instant events are counted too
 
 
 @pytest.mark.parametrize("scenario", TRACE_SCENARIOS)
@@ -369,3 +370,37 @@ def test_threads_writing_one_entry_do_not_collide(eager_run: Path) -> None:
     for name, df in result.tables.items():
         pd.testing.assert_frame_equal(back.tables[name], df, check_exact=True)
     assert not [p for p in entry.parent.iterdir() if p.name.startswith(".")]
+
+
+# -- TF's event cap ------------------------------------------------------------------------------
+def test_capture_limit_warning_is_none_for_a_whole_capture(eager_run: Path) -> None:
+    xplane = xt.find_xplane(eager_run)
+    events = xt.trace_events(xplane)
+    n_markers = int(events["marker"].sum())
+    assert n_markers == 5
+    assert xt.capture_limit_warning(events, n_markers) is None
+    assert xt.capture_limit_warning(events, None) is None
+    assert xt.capture_limit_warning(xplane, n_markers) is None  # from the cached result
+
+
+def test_capture_limit_warning_when_steps_are_missing(eager_run: Path) -> None:
+    """xprof drops the latest events past its limit: a trace cut after the third marker."""
+    events = xt.trace_events(xt.find_xplane(eager_run))
+    markers = events[events["marker"]].sort_values("ts_us")
+    cut_us = float(markers["ts_us"].iloc[3])
+    kept = events[events["ts_us"] < cut_us].reset_index(drop=True)
+    w = xt.capture_limit_warning(kept, 5)
+    assert w is not None and w["kind"] == "trace_event_cap"
+    assert w["evidence"]["steps_in_trace"] == 3 and w["evidence"]["expected_steps"] == 5
+    assert w["evidence"]["events_reach_limit"] is False
+    assert "3 of the 5 steps" in w["message"] and "--profile-steps 2" in w["message"]
+    assert "smaller model" in w["message"]
+
+
+def test_capture_limit_warning_at_the_event_limit(eager_run: Path) -> None:
+    events = xt.trace_events(xt.find_xplane(eager_run))
+    assert xt.capture_limit_warning(events, 5, trace_events_total=xt.TRACE_EVENT_LIMIT - 1) is None
+    w = xt.capture_limit_warning(events, 5, trace_events_total=xt.TRACE_EVENT_LIMIT)
+    assert w is not None and w["evidence"]["events_reach_limit"] is True
+    assert "1,000,000" in w["message"] and "--profile-steps" in w["message"]
+    json.dumps(w)  # stored in the manifest as it is
