@@ -198,12 +198,19 @@ def workloads() -> Mapping[str, Any]:
 @st.cache_data(show_spinner="Reading the trace with xprof...", max_entries=8)
 def _step_events(home_dir: str, run_id: str, mtime_ns: int, step: int) -> pd.DataFrame:
     from profilers import xprof_tools
+    from profilers.errors import TraceUnavailable
 
     p = _profile(home_dir, run_id, mtime_ns)
     xplane, cache = p.xplane_path(), p.run_dir / "cache"
-    whole = xprof_tools.trace_events(xplane, cache_dir=cache)
-    start_ms, end_ms = xprof_tools.step_window_ms(whole, step)
-    return xprof_tools.trace_events(xplane, start_ms=start_ms, end_ms=end_ms, cache_dir=cache)
+    # The step's bounds from the cached markers only (a big trace is never loaded whole
+    # here), then xprof's windowed trace_viewer@ for just that step.
+    windows = xprof_tools.step_windows_ms(xplane, cache_dir=cache)
+    row = windows[windows["step"] == step]
+    if row.empty:
+        raise TraceUnavailable(f"The trace has no marker for step {step}.",
+                               f"Steps with markers: {', '.join(map(str, windows['step'])) or '(none)'}.")
+    return xprof_tools.trace_events(xplane, start_ms=float(row["start_ms"].iloc[0]),
+                                    end_ms=float(row["end_ms"].iloc[0]), cache_dir=cache)
 
 
 def step_events(run_id: str, step: int) -> pd.DataFrame:

@@ -1047,6 +1047,39 @@ def capture_limit_warning(xplane_or_events: Path | str | pd.DataFrame, expected_
     return {"kind": "trace_event_cap", "message": message, "evidence": evidence}
 
 
+def step_windows_ms(xplane_path: Path | str, *, cache_dir: Path | str | None = None) -> pd.DataFrame:
+    """``step, start_ms, end_ms`` of every step marker in the capture (ms since its start),
+    for ``trace_events(start_ms=..., end_ms=...)``: what a per-step view needs to pick its
+    window. From an analysed run's cache only four columns of the events are read, so a
+    big capture's trace is not loaded whole; otherwise the trace is converted (and cached).
+    """
+    xplane = Path(xplane_path)
+    entry = _entry_path(Path(cache_dir) if cache_dir else default_cache_dir(xplane), "trace_viewer",
+                        cache_key(xplane, "trace_viewer", {}))
+    cols = ["marker", "step", "ts_us", "dur_us"]
+    events = None
+    hit = _recall(entry)
+    if hit is not None:
+        events = hit.table("events")[cols]
+    elif entry.is_file():
+        try:
+            from pyarrow import ArrowException, feather
+
+            doc = json.loads(entry.read_text(encoding="utf-8"))
+            if doc.get("parser") == PARSER_VERSION:
+                events = feather.read_table(str(entry.with_name(doc["tables"]["events"]["file"])), columns=cols,
+                                            memory_map=False).to_pandas()
+        except (OSError, KeyError, TypeError, ValueError, ArrowException):
+            events = None  # rebuilt below, through convert's own checks
+    if events is None:
+        events = trace_events(xplane, cache_dir=cache_dir)[cols]
+    m = events[events["marker"].to_numpy(dtype=bool)].dropna(subset=["step"])
+    out = (m.assign(end_us=m["ts_us"] + m["dur_us"]).groupby("step", as_index=False)
+           .agg(start_us=("ts_us", "min"), end_us=("end_us", "max")))
+    return pd.DataFrame({"step": out["step"].astype("int64"), "start_ms": out["start_us"] / 1e3,
+                         "end_ms": out["end_us"] / 1e3}).sort_values("step", ignore_index=True)
+
+
 def run_tables(xplane_path: Path | str, *, cache_dir: Path | str | None = None,
                use_cache: bool = True) -> ToolResult:
     """Every table the analysis reads from a capture (``PIPELINE_TOOLS``).
@@ -1093,5 +1126,5 @@ __all__: Sequence[str] = (
     "MARKER_NAME", "PIPELINE_TOOLS", "PROTO_TOOLS", "TOOLS", "TOOL_SCHEMAS", "TRACE_EVENT_LIMIT", "ToolResult",
     "cache_key", "capture_limit_warning", "conform",
     "convert", "default_cache_dir", "empty_tool_table", "export_trace_json", "find_xplane",
-    "parse_trace_events", "parse_trace_proto", "raw_tool_data", "run_tables", "step_window_ms", "trace_events",
+    "parse_trace_events", "parse_trace_proto", "raw_tool_data", "run_tables", "step_window_ms", "step_windows_ms", "trace_events",
 )

@@ -404,3 +404,15 @@ def test_capture_limit_warning_at_the_event_limit(eager_run: Path) -> None:
     assert w is not None and w["evidence"]["events_reach_limit"] is True
     assert "1,000,000" in w["message"] and "--profile-steps" in w["message"]
     json.dumps(w)  # stored in the manifest as it is
+
+
+def test_step_windows_from_the_cache_match_the_markers(eager_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    xplane = xt.find_xplane(eager_run)
+    events = xt.trace_events(xplane)
+    want = {s: xt.step_window_ms(events, s) for s in (3, 4, 5, 6, 7)}
+    xt._RECENT.clear()  # read the Arrow file, not this process's last results
+    _refuse_converters(monkeypatch)
+    got = xt.step_windows_ms(xplane)
+    assert got["step"].tolist() == [3, 4, 5, 6, 7]
+    for row in got.itertuples():
+        assert (row.start_ms, row.end_ms) == pytest.approx(want[row.step], abs=1e-9)
