@@ -713,3 +713,21 @@ def test_commit_fsyncs_the_run_before_and_the_store_folder_after_the_rename(tmp_
     assert ("fsync-dir", staged) in before and ("fsync-dir", f"{staged}/tables") in before
     assert ("fsync-file", f"{staged}/manifest.json") in before
     assert ("fsync-dir", str(tmp_path)) in after
+
+
+def test_a_chatty_script_output_is_capped_under_experiments(tmp_path):
+    from profilers.session import OUTPUT_CAP_BYTES
+
+    script = tmp_path / "chatty.py"
+    script.write_text("import sys\nline = 'x' * 1023 + '\\n'\n"
+                      f"for i in range({OUTPUT_CAP_BYTES // 1024 + 2048}):\n    sys.stdout.write(line)\n"
+                      "print('the last line')\n")
+    home = tmp_path / "home"
+    out = cli("profile", str(script), "--json", home=home)
+    assert out.returncode == 0, out.stderr
+    exp = next((home / "_experiments").iterdir())
+    kept = exp / "worker.stdout"
+    assert kept.stat().st_size <= OUTPUT_CAP_BYTES
+    assert kept.read_bytes().rstrip().endswith(b"the last line")
+    run_dir = Path(json.loads(out.stdout)["run_dir"])
+    assert (run_dir / "logs" / "stdout.txt").read_text().rstrip().endswith("the last line")
