@@ -77,6 +77,14 @@ class ExperimentSpec:
                      hint="Pass --profile-steps N, e.g. 10.")
         check_number("sample interval (s)", self.sample_interval_s, minimum=0.01, maximum=10,
                      hint="Pass --sample-hz between 0.1 and 100.")
+        if self.workload == "script":  # `sgdscope profile`'s own options, kept in params
+            p = self.params
+            check_number("window", p.get("window_s", 8.0), minimum=0, exclusive_minimum=True,
+                         maximum=24 * 3600.0, hint="Pass --window SECONDS, e.g. 8.")
+            check_number("max_steps", p.get("max_steps", 50), minimum=1, integer=True,
+                         hint="Pass --max-steps N, e.g. 50.")
+            check_number("skip_steps", p.get("skip_steps", 3), minimum=0, integer=True,
+                         hint="Pass --skip-steps N, e.g. 3.")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

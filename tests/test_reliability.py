@@ -323,12 +323,20 @@ def test_nan_and_infinity_do_not_pass_validation(tmp_path, monkeypatch, capsys, 
     assert not (tmp_path / "_experiments").exists() or not any((tmp_path / "_experiments").iterdir())
 
 
-def test_script_timeout_nan_is_refused(tmp_path):
+@pytest.mark.parametrize("args, needle", [
+    (["--timeout", "nan"], "timeout=nan is not a finite number"),
+    (["--window", "nan"], "window=nan is not a finite number"),
+    (["--window", "inf"], "window=inf is not a finite number"),
+])
+def test_script_options_nan_are_refused(tmp_path, capsys, args, needle):
+    from profilers.cli import main
+
     script = tmp_path / "s.py"
     script.write_text("print('hi')\n")
-    out = cli("profile", str(script), "--timeout", "nan", home=tmp_path / "home")
-    _no_traceback(out)
-    assert out.returncode == 2 and "timeout=nan is not a finite number" in out.stderr
+    code = main(["profile", str(script), *args, "--home", str(tmp_path / "home")])
+    err = capsys.readouterr().err
+    assert code == 2 and needle in err, err
+    assert not (tmp_path / "home" / "_experiments").exists() or not any((tmp_path / "home" / "_experiments").iterdir())
 
 
 def test_check_number_is_the_one_range_check():
