@@ -128,6 +128,7 @@ def main() -> int:
     (tmp / "cold").mkdir()
     dashes = {"warm": Dashboard(tmp / "warm" / "home", True), "cold": Dashboard(tmp / "cold" / "home", False)}
     times: dict[str, list[float]] = {"warm": [], "cold": []}
+    load0 = os.getloadavg()[0]
     ready: list[float] = []
     try:
         with sync_playwright() as pw:
@@ -149,7 +150,8 @@ def main() -> int:
             d.stop()
     cpus = os.cpu_count()
     print(f"Machine: {platform.machine()}, {cpus} logical cores (shared with other jobs), "
-          f"Python {platform.python_version()}.\n")
+          f"Python {platform.python_version()}; load average {load0:.1f} before, "
+          f"{os.getloadavg()[0]:.1f} after (1-minute; above {cpus} means other jobs queued for the cores).\n")
     print(f"Click Run on Launch (linreg {VARIANTS}, m=100, n=10, steps={STEPS}) until the final verdict "
           "and the step-time chart (its marks drawn) are visible, at 1400×900:\n")
     print("| worker | runs (s) | median (s) |")

@@ -356,16 +356,16 @@ def sampler_status(samplers: Mapping[str, Any] | None, name: str) -> tuple[bool 
     return False, f"unavailable: {info.get('reason') or 'no reason recorded'}"
 
 
-def run_facts(manifest: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """Label/value pairs of a run's manifest worth reading at a glance."""
+def run_facts(manifest: Mapping[str, Any], declared: Mapping[str, Any] | None = None) -> list[tuple[str, str]]:
+    """Label/value pairs of a run's manifest worth reading at a glance; ``declared`` (the
+    workload's ``Param``s) keeps only the params its variant reads."""
     res = manifest.get("results") or {}
     cap = manifest.get("capture") or {}
     tim = manifest.get("timings") or {}
-    params = manifest.get("params") or {}
     out = [
         ("workload / variant", f"{manifest.get('workload')} / {manifest.get('variant')}"),
-        ("experiment", str(manifest.get("experiment_id"))),
-        ("params", ", ".join(f"{k}={v}" for k, v in sorted(params.items())) or "none"),
+        ("experiment", str(manifest.get("experiment_id") or "none (a single run)")),
+        ("params", params_for(manifest.get("params") or {}, [str(manifest.get("variant"))], declared)),
         ("created", str(manifest.get("created_at"))),
     ]
     if tim.get("wall_s") is not None:

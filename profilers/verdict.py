@@ -65,8 +65,12 @@ def ratio_text(ms: float, base_ms: float, baseline: str) -> str:
     """``"113× slower than NumPy"`` / ``"3.3× faster than NumPy"``."""
     r = ms / base_ms
     word, r = ("slower", r) if r >= 1 else ("faster", 1 / r)
-    num = f"{r:,.0f}" if r >= 100 else f"{r:.1f}" if r >= 10 else f"{r:.2g}" if r < 1.1 else f"{r:.1f}"
-    return f"{num}× {word} than {label(baseline)}"
+    return f"{times(r)} {word} than {label(baseline)}"
+
+
+def times(r: float) -> str:
+    """``"113×"``, ``"19.7×"``, ``"3.3×"``, ``"1.05×"``."""
+    return f"{r:,.0f}×" if r >= 100 else f"{r:.2f}×" if r < 1.1 else f"{r:.1f}×"
 
 
 def duration(ms: float) -> str:
@@ -203,7 +207,7 @@ def best_fix(runs: Mapping[str, Mapping[str, Any]], subject: str, baseline: str,
     tail = ratio_text(ms, base_ms, baseline)
     if ms > base_ms:
         tail += ", so at this size NumPy still wins (the Sweep page shows where TF catches up)"
-    return f"Measured best fix: {label(variant)}, {gain:.1f}× faster than {label(subject)} and {tail}."
+    return f"Measured best fix: {label(variant)}, {times(gain)} faster than {label(subject)} and {tail}."
 
 
 def for_profiles(profiles: Sequence[Any], subject: str | None = None, baseline: str | None = None,

@@ -262,6 +262,11 @@ def work(slot_dir: Path) -> int:
         import tensorflow as tf
 
         info.update(tf=tf.__version__, tf_import_s=time.perf_counter() - t)
+    # The machine's GEMM peak is measured once per store and cached: measure it now, while
+    # idle, rather than in the first experiment's wait.
+    from profilers import environment
+
+    environment.gemm_peak(Path(os.environ.get("SGDSCOPE_HOME") or ".") / "_machine")
     info["ready_s"] = time.perf_counter() - t0
     info["ready_at"] = time.time()
     atomic_write_text(slot_dir / "ready", dumps(info))

@@ -116,7 +116,7 @@ def main() -> None:
     usable = ui.variant_options(workload)[0] if workload is not None else []
     ui.verdict_box(verdict.for_profiles(profiles, usable_variants=usable), first.get("workload"))
     summary = frames.variant_summary(profiles)
-    figures, side = st.columns([3, 1], gap="medium")
+    figures, side = st.columns([5, 2], gap="medium")
     with figures:
         step_times(summary, baseline)
         for p in profiles:

@@ -51,7 +51,7 @@ def header(p: RunProfile) -> None:
     if m.get("status") != "ok":
         ui.run_error(m)
     with st.expander("Manifest summary", expanded=False):
-        ui.facts(frames.run_facts(m))
+        ui.facts(frames.run_facts(m, getattr(loaders.workloads().get(m.get("workload") or ""), "params", None)))
 
 
 def timeline(p: RunProfile) -> None:
