@@ -8,8 +8,9 @@ step window and skip. Then:
 
 - the gain of a fix is the ratio of median step times (baseline / fix), per baseline step
   where a fix changes how much one step does (``step_scale``), with an interval that is the
-  wider of a two-level bootstrap (runs, then steps within runs) and a Welch t interval on
-  the runs' log medians, so run-to-run noise widens it; an interval that includes 1.0, or
+  wider of a two-level bootstrap (runs, then steps within runs) and a t interval on the
+  runs' log medians with the run-to-run variance pooled over every arm, so drift between
+  runs widens it; an interval that includes 1.0, or
   a gain under ``MIN_EFFECT``, is "no measurable gain";
 - the loss check compares final losses (Keras fit logs them; a custom loop's are not seen):
   "same", "changes the maths", or "not checkable" with the reason;
@@ -71,13 +72,16 @@ def step_samples_ms(profile: RunProfile) -> np.ndarray:
 
 
 def gain_interval(base_runs: list[np.ndarray], fix_runs: list[np.ndarray], *, n: int = BOOTSTRAP,
-                  level: float = LEVEL, seed: int = 0) -> tuple[float, float, float]:
+                  level: float = LEVEL, seed: int = 0,
+                  noise: tuple[float, int] | None = None) -> tuple[float, float, float]:
     """(gain, lo, hi): gain = median(baseline steps) / median(fix steps), pooled over runs.
 
     The interval is the wider of two: a two-level bootstrap (runs with replacement, then
-    steps within each: the spread of the steps) and a Welch t interval on the runs' log
-    medians (the spread between runs: separate processes on a busy machine drift, and with
-    few runs a bootstrap cannot see that)."""
+    steps within each: the spread of the steps) and a t interval on the runs' log medians
+    (the spread between runs: separate processes on a busy machine drift, and with few
+    runs a bootstrap cannot see that). ``noise`` = (variance, degrees of freedom) of a
+    run's log median, pooled over every arm of the what-if (``run_noise``); by default
+    pooled over these two arms."""
     base_runs = [r for r in base_runs if len(r)]
     fix_runs = [r for r in fix_runs if len(r)]
     if not base_runs or not fix_runs:
@@ -93,26 +97,35 @@ def gain_interval(base_runs: list[np.ndarray], fix_runs: list[np.ndarray], *, n:
 
     ratios = np.array([draw(base_runs) / draw(fix_runs) for _ in range(n)])
     lo, hi = (float(v) for v in np.quantile(ratios, [(1 - level) / 2, 1 - (1 - level) / 2]))
-    t_lo, t_hi = between_runs_interval(base_runs, fix_runs, level)
+    t_lo, t_hi = between_runs_interval(base_runs, fix_runs, level, noise or run_noise([base_runs, fix_runs]))
     return gain, min(lo, t_lo), max(hi, t_hi)
 
 
-def between_runs_interval(base_runs: list[np.ndarray], fix_runs: list[np.ndarray],
-                          level: float = LEVEL) -> tuple[float, float]:
-    """Welch t interval of exp(mean log median(base run) - mean log median(fix run));
-    (inf, -inf), i.e. no constraint, with fewer than two runs on a side."""
+def run_noise(arms: list[list[np.ndarray]]) -> tuple[float, int] | None:
+    """(variance, df) of a run's log median step around its arm's mean, pooled over the
+    arms with two runs or more; None when no arm has two."""
+    ss, df = 0.0, 0
+    for runs in arms:
+        logs = np.log([np.median(r) for r in runs if len(r)])
+        if len(logs) >= 2:
+            ss += float(((logs - logs.mean()) ** 2).sum())
+            df += len(logs) - 1
+    return (ss / df, df) if df else None
+
+
+def between_runs_interval(base_runs: list[np.ndarray], fix_runs: list[np.ndarray], level: float,
+                          noise: tuple[float, int] | None) -> tuple[float, float]:
+    """t interval of exp(mean log median(base run) - mean log median(fix run)) with the
+    pooled run-to-run ``noise``; (inf, -inf), i.e. no constraint, without one."""
     from scipy import stats
 
+    if noise is None:
+        return float("inf"), float("-inf")
+    var, df = noise
     b = np.log([np.median(r) for r in base_runs])
     f = np.log([np.median(r) for r in fix_runs])
-    if len(b) < 2 or len(f) < 2:
-        return float("inf"), float("-inf")
-    vb, vf = b.var(ddof=1) / len(b), f.var(ddof=1) / len(f)
-    se = float(np.sqrt(vb + vf))
     diff = float(b.mean() - f.mean())
-    if se == 0.0:
-        return float(np.exp(diff)), float(np.exp(diff))
-    df = se ** 4 / ((vb ** 2 / (len(b) - 1) if vb else 0.0) + (vf ** 2 / (len(f) - 1) if vf else 0.0))
+    se = float(np.sqrt(var * (1 / len(b) + 1 / len(f))))
     t = float(stats.t.ppf(1 - (1 - level) / 2, df))
     return float(np.exp(diff - t * se)), float(np.exp(diff + t * se))
 
@@ -264,10 +277,11 @@ def run_whatif(store: RunStore, base_spec: Any, *, fixes: list[str] | None = Non
             else:
                 rows[name]["applied"] = True
     base_samples = [step_samples_ms(p) for p in arms[BASELINE]]
+    noise = run_noise([[step_samples_ms(p) for p in arms[a]] for a in [BASELINE, *active]])
     base_losses = final_losses(arms[BASELINE])
     script_path = (original.manifest.get("script") or {}).get("path") or base_spec.params["script"]
     for name in active:
-        _measure(rows[name], arms[name], base_samples, base_losses, len(arms[BASELINE]), script_path)
+        _measure(rows[name], arms[name], base_samples, base_losses, len(arms[BASELINE]), script_path, noise)
     combo = None
     winners = [n for n in active if rows[n].get("verdict") == "faster" and not rows[n]["maths_changed"]]
     if len(winners) >= 2:
@@ -278,7 +292,7 @@ def run_whatif(store: RunStore, base_spec: Any, *, fixes: list[str] | None = Non
                  "changes_maths": False, "applied": all(r.manifest.get("status") == "ok" for r in combo_runs),
                  "reason": None, "runs": [], "for_findings": []}
         if combo["applied"]:
-            _measure(combo, combo_runs, base_samples, base_losses, len(arms[BASELINE]), script_path)
+            _measure(combo, combo_runs, base_samples, base_losses, len(arms[BASELINE]), script_path, noise)
         else:
             combo["reason"] = "the script failed with the fixes together"
     ranked = sorted(rows.values(), key=rank_key)
@@ -326,9 +340,10 @@ def result_frame(result: dict[str, Any]) -> "Any":
 
 
 def _measure(row: dict[str, Any], runs: list[RunProfile], base_samples: list[np.ndarray],
-             base_losses: list[float], n_base: int, script_path: str) -> None:
+             base_losses: list[float], n_base: int, script_path: str,
+             noise: tuple[float, int] | None) -> None:
     samples = [step_samples_ms(p) for p in runs]
-    gain, lo, hi = gain_interval(base_samples, samples)
+    gain, lo, hi = gain_interval(base_samples, samples, noise=noise)
     v, words = verdict(gain, lo, hi)
     rep = _fix_report(runs[0], row["fix"]) if row["fix"] != COMBINATION else {}
     check = loss_check(base_losses, final_losses(runs), n_base_runs=n_base, n_fix_runs=len(runs),

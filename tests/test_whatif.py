@@ -52,7 +52,7 @@ def home(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def input_loop(home: Path) -> dict[str, Any]:
-    return whatif(home, "slow_input_loop.py", "--fix", "prefetch", "--fix", "parallel_map")
+    return whatif(home, "slow_input_loop.py", "--fix", "parallel_map")
 
 
 @pytest.fixture(scope="module")
@@ -77,10 +77,7 @@ def test_input_bound_loop_ranks_a_tf_data_fix_first_with_an_interval_above_one(i
     assert "num_parallel_calls=tf.data.AUTOTUNE" in pm["diff"] and pm["diff"].startswith("--- a/slow_input_loop.py")
     assert pm["loss_check"]["status"] == "not checkable"  # a custom loop's loss is not seen
     assert len(pm["runs"]) == 2 and len(input_loop["baseline"]["runs"]) == 2
-    combo = input_loop["combination"]
-    if combo is not None:  # only the fixes that gained, measured together
-        assert set(combo["fixes"]) <= {r["fix"] for r in input_loop["fixes"] if r["verdict"] == "faster"}
-        assert len(combo["runs"]) == 2 and combo["gain"] is not None
+    assert input_loop["combination"] is None  # one winner: nothing to combine
 
 
 @pytest.mark.tf
