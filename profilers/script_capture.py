@@ -15,11 +15,12 @@ Used only by the script worker (``profilers.script_worker``), inside its subproc
   opens the window after ``skip_steps`` steps and closes it after ``max_steps``.
   It also keeps TensorFlow's own retracing warnings and, after the run, reads every live
   ``tf.function``'s trace count and concrete signatures (which argument changed).
-* ``PyCapture``: a script without TensorFlow is profiled with pyinstrument (its call
-  tree: the script's top functions) and a wall-clock line sampler (``LineSampler``)
-  whose samples are classed as NumPy/BLAS compute, interpreter, or import time.
+* ``PyCapture``: a script without TensorFlow is sampled by ``DelaySampler`` (a SIGALRM
+  timer whose delay tells native time from interpreter time, Scalene's technique), and
+  its loops are marked in the compiled code (``LoopMarks``) so the training loop's
+  iterations become its steps.
 
-TensorFlow and pyinstrument are imported lazily, inside the functions that need them.
+TensorFlow is imported lazily, inside the functions that need it.
 Must not import streamlit or pynvml.
 """
 from __future__ import annotations
@@ -136,11 +137,13 @@ def _user_traceback(exc: BaseException, script: Path) -> str:
 
 
 def run_user_code(path: Path | str, function: str | None = None,
-                  argv: list[str] | None = None) -> ScriptOutcome:
+                  argv: list[str] | None = None, loop_marks: "LoopMarks | None" = None) -> ScriptOutcome:
     """Run the script as ``python script.py argv...`` would, or call its ``function()``.
 
     Whatever the script raises (``SystemExit`` included) becomes the outcome; it is
-    printed to stderr the way Python prints it, and never re-raised.
+    printed to stderr the way Python prints it, and never re-raised. With ``loop_marks``
+    the script's loops are marked in the compiled code (``LoopMarks.instrument``; the
+    file is not changed).
     """
     script = Path(path).resolve()
     name = "__main__" if function is None else (script.stem if script.stem.isidentifier() else "user_script")
@@ -155,7 +158,13 @@ def run_user_code(path: Path | str, function: str | None = None,
     t0 = time.perf_counter()
     outcome = ScriptOutcome(exit_code=0, namespace=module.__dict__)
     try:
-        code = compile(read_source(script), str(script), "exec")
+        source = read_source(script)
+        if loop_marks is not None:
+            tree = loop_marks.instrument(ast.parse(source, filename=str(script)), source)
+            module.__dict__.update(loop_marks.namespace())
+            code = compile(tree, str(script), "exec")
+        else:
+            code = compile(source, str(script), "exec")
         exec(code, module.__dict__)
         if function is not None:
             fn = module.__dict__.get(function)
@@ -231,6 +240,7 @@ class TfCapture:
     error: str | None = None
     recorder: StepRecorder | None = None
     fit_calls: int = 0
+    callback_ns: int = 0  # time in the step-marker callback (on the step's own thread)
     _own: bool = False  # this object opened the profiler (time window), not the recorder
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _timer: threading.Timer | None = None
@@ -290,9 +300,16 @@ class TfCapture:
                 self.epoch = epoch
 
             def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
+                t = time.perf_counter_ns()
                 rec.begin_step(rec.steps_done, self.epoch)
+                cap.callback_ns += time.perf_counter_ns() - t
 
             def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+                t = time.perf_counter_ns()
+                self._end(batch, logs)
+                cap.callback_ns += time.perf_counter_ns() - t
+
+            def _end(self, batch: int, logs: Any = None) -> None:
                 step = rec.steps_done
                 rec.end_step()
                 if logs and "loss" in logs:
@@ -366,6 +383,33 @@ class TfCapture:
 
     def tf_warnings(self) -> dict[str, Any]:
         return {"retracing_warnings": self._tap.count, "retracing_messages": self._tap.records}
+
+    def harness(self, sampler_stats: dict[str, Any], wall_s: float) -> dict[str, Any]:
+        """What sgdscope adds around a TF script beyond the TF profiler, as measured in this
+        run (manifest ``capture.harness``). ``framework_overhead_share`` is an upper bound of
+        the step time it can add outside ops (so the triage keeps it out of
+        framework_overhead): the sampler thread's CPU time and the marker callback's time,
+        over the run's wall time."""
+        cpu_s = float(sampler_stats.get("tick_cpu_s_total") or 0.0)
+        cb_s = self.callback_ns / 1e9
+        share = (cpu_s + cb_s) / wall_s if wall_s > 0 else None
+        return {
+            "components": {
+                "samplers": {"ticks": sampler_stats.get("ticks"), "interval_s": sampler_stats.get("interval_s"),
+                             "tick_cpu_us_median": sampler_stats.get("tick_cpu_us_median"),
+                             "cpu_s_total": round(cpu_s, 4),
+                             "measured_as": "thread_time of the sampler thread around each tick"},
+                "keras_step_markers": {"ms_total": round(cb_s * 1e3, 3), "steps": self.recorder.steps_done
+                                       if self.recorder is not None else 0,
+                                       "measured_as": "perf_counter around the callback's own code"},
+                "contention_meter": "reads /proc/self/task/<tid>/schedstat at start and stop only",
+                "tf_capture": "one sleeping timer thread (the window) and a logging handler for "
+                              "TensorFlow's retracing warnings",
+            },
+            "framework_overhead_share": round(share, 5) if share is not None else None,
+            "bench": "bench/harness_overhead.py (bench/RESULTS.md): the whole harness against the TF "
+                     "profiler alone, side by side, on a step with Python work",
+        }
 
 
 # -- tf.function facts, read after the run ---------------------------------------------------------
@@ -463,125 +507,465 @@ def tf_function_report() -> list[dict[str, Any]]:
     return sorted(report, key=lambda e: -e["tracing_count"])
 
 
+# -- loop marks: the training loop's iterations, without changing the user's file ---------------
+#: Loops nested deeper than this (within one function) are not marked.
+MAX_MARK_DEPTH = 2
+#: A loop must run at least this many iterations to be taken for the training loop.
+MIN_LOOP_ITERATIONS = 3
+#: Descend into an inner loop when it holds at least this share of its outer loop's time.
+INNER_LOOP_SHARE = 0.8
+
+
+@dataclass
+class LoopInfo:
+    id: int
+    line: int
+    end_line: int
+    depth: int
+    parent: int | None
+    scope: str
+    text: str
+
+
+class LoopMarks:
+    """Marks the iterations of the script's loops, in the compiled code only.
+
+    ``instrument`` rewrites the parsed script (the file is never touched): the first
+    statement of every marked loop body appends ``perf_counter_ns()`` to that loop's list,
+    and the statement after the loop appends its end. Marked: each function's outermost
+    loops, and loops nested up to ``MAX_MARK_DEPTH`` whose body has two statements or more
+    (a one-line inner loop such as ``for v in row: s += v`` is left alone: a mark costs
+    ~0.1 µs, which would inflate exactly the interpreter time being measured). Line
+    numbers are kept, so tracebacks and samples still point at the user's lines.
+    """
+
+    GLOBAL = "__sgdscope_loops__"
+    CLOCK = "__sgdscope_clock__"
+
+    def __init__(self) -> None:
+        self.loops: list[LoopInfo] = []
+        self.starts: dict[int, list[int]] = {}
+        self.ends: dict[int, list[int]] = {}
+        self.mark_cost_ns: float | None = None
+
+    def _mark(self, key: str, loop_id: int, line: int) -> ast.stmt:
+        stmt = ast.parse(f"{key}[{loop_id}].append({self.CLOCK}())").body[0]
+        for node in ast.walk(stmt):
+            node.lineno = node.end_lineno = line  # type: ignore[attr-defined]
+            node.col_offset = node.end_col_offset = 0  # type: ignore[attr-defined]
+        return stmt
+
+    def instrument(self, tree: ast.Module, source: str) -> ast.Module:
+        lines = source.splitlines()
+        marks = self
+
+        class Rewriter(ast.NodeTransformer):
+            def __init__(self) -> None:
+                self.depth = 0
+                self.parents: list[int] = []
+                self.scope = ["<module>"]
+
+            def _scope(self, node: ast.AST) -> ast.AST:
+                saved = (self.depth, self.parents)
+                self.depth, self.parents = 0, []
+                self.scope.append(getattr(node, "name", "?"))
+                self.generic_visit(node)
+                self.scope.pop()
+                self.depth, self.parents = saved
+                return node
+
+            visit_FunctionDef = visit_AsyncFunctionDef = _scope  # noqa: N815
+
+            def _loop(self, node: ast.For | ast.While) -> Any:
+                marked = self.depth == 0 or (self.depth <= MAX_MARK_DEPTH and len(node.body) >= 2)
+                loop_id = None
+                if marked:
+                    loop_id = len(marks.loops)
+                    text = lines[node.lineno - 1].strip() if node.lineno - 1 < len(lines) else ""
+                    marks.loops.append(LoopInfo(loop_id, node.lineno, node.end_lineno or node.lineno, self.depth,
+                                                self.parents[-1] if self.parents else None,
+                                                ".".join(self.scope), text[:120]))
+                    self.parents.append(loop_id)
+                self.depth += 1
+                self.generic_visit(node)
+                self.depth -= 1
+                if not marked:
+                    return node
+                self.parents.pop()
+                node.body.insert(0, marks._mark(LoopMarks.GLOBAL, loop_id, node.body[0].lineno))
+                end = marks._mark(LoopMarks.GLOBAL + "_end", loop_id, node.end_lineno or node.lineno)
+                return [node, end]
+
+            visit_For = visit_While = _loop  # noqa: N815
+
+        tree = Rewriter().visit(tree)
+        ast.fix_missing_locations(tree)
+        self.starts = {lp.id: [] for lp in self.loops}
+        self.ends = {lp.id: [] for lp in self.loops}
+        return tree
+
+    def namespace(self) -> dict[str, Any]:
+        """The names the marks use, to put in the script's module globals."""
+        if self.mark_cost_ns is None:
+            scratch: list[int] = []
+            clock = time.perf_counter_ns
+            t = clock()
+            for _ in range(2000):
+                scratch.append(clock())
+            self.mark_cost_ns = (clock() - t) / 2000
+        return {self.GLOBAL: self.starts, self.GLOBAL + "_end": self.ends, self.CLOCK: time.perf_counter_ns}
+
+    @property
+    def mark_count(self) -> int:
+        return sum(len(v) for v in self.starts.values()) + sum(len(v) for v in self.ends.values())
+
+    def iterations(self, loop_id: int) -> tuple[Any, Any]:
+        """(start_ns, end_ns) of each iteration: from its mark to the loop's next mark
+        (the next iteration, or the loop's end). An iteration cut short by an exception
+        or a ``return`` (no mark after it) is dropped."""
+        import numpy as np
+
+        st = np.asarray(self.starts.get(loop_id, []), dtype=np.int64)
+        en = np.asarray(self.ends.get(loop_id, []), dtype=np.int64)
+        if len(st) == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        allm = np.concatenate([st, en])
+        kind = np.concatenate([np.zeros(len(st), bool), np.ones(len(en), bool)])
+        order = np.argsort(allm, kind="stable")
+        allm, kind = allm[order], kind[order]
+        pos = np.nonzero(~kind)[0]
+        has_next = pos + 1 < len(allm)
+        return allm[pos[has_next]], allm[pos[has_next] + 1]
+
+    def choose(self) -> tuple[LoopInfo | None, str]:
+        """The training loop: the marked loop with the most time (the one around the
+        hottest lines), then its inner loop while that holds ``INNER_LOOP_SHARE`` of it
+        (``for epoch: for batch:`` steps per batch). Returns (loop, why) or (None, reason)."""
+        if not self.loops:
+            return None, "the script has no for/while loop at module or function level to take for the training loop"
+        total = {}
+        count = {}
+        for lp in self.loops:
+            s, e = self.iterations(lp.id)
+            total[lp.id], count[lp.id] = float((e - s).sum()), int(len(s))
+        ran = [lp for lp in self.loops if count[lp.id] > 0]
+        if not ran:
+            return None, "none of the script's loops ran"
+        for top in sorted(ran, key=lambda lp: -total[lp.id]):
+            cur = top
+            while True:
+                kids = [lp for lp in ran if lp.parent == cur.id and total[lp.id] >= INNER_LOOP_SHARE * total[cur.id]]
+                if not kids:
+                    break
+                cur = max(kids, key=lambda lp: total[lp.id])
+            if count[cur.id] >= MIN_LOOP_ITERATIONS:
+                why = (f"the loop at line {cur.line} (`{cur.text}`, in {cur.scope}): the marked loop with the "
+                       f"most time, {count[cur.id]} iterations")
+                if cur is not top:
+                    why += f", inside the loop at line {top.line}"
+                return cur, why
+        best = max(ran, key=lambda lp: total[lp.id])
+        return None, (f"the loop with the most time (line {best.line}, `{best.text}`) ran "
+                      f"{count[best.id]} iteration(s), fewer than {MIN_LOOP_ITERATIONS}")
+
+
 # -- sampling capture (no TensorFlow) --------------------------------------------------------------
 _NUMPY_DIRS = (f"{os.sep}numpy{os.sep}", f"{os.sep}scipy{os.sep}")
-_ARRAY_EXPR = ("@", "np.", "numpy.", ".dot(", ".sum(", ".mean(", ".T", "einsum", "matmul")
 #: Frames kept per sample (leaf first).
 MAX_SAMPLE_DEPTH = 48
 
-Stack = tuple[tuple[str, int], ...]
+Frame = tuple[str, int, str]  # file, line, function
+Stack = tuple[Frame, ...]
+#: One tick (one handler run): (ns since t0 when it ran, stack leaf first, wall ns since the
+#: previous handler, the thread's CPU ns since then, timer fires since then, ns from the
+#: last fire to the handler, ns from the previous handler to the first fire, ns the thread
+#: waited runnable for a core since then, or -1 where the kernel does not say).
+Tick = tuple[int, Stack, int, int, int, int, int, int]
+#: Classes of sampled time (``split_ticks``), in the column order of ``ticks_per_step``.
+#: ``off_cpu``: a late fire whose state cannot be told (no schedstat): left out of the split.
+TICK_CLASSES = ("native", "numpy", "interpreter", "import", "off_cpu")
+#: A handler that runs this long after its fire (beyond the timer's own latency, measured
+#: at start by ``DelaySampler.calibrate``), with its thread running, was held off by a C
+#: call. Measured on this machine, loaded: pure Python lets it in within 40 µs (median)
+#: to 125 µs (p95) of the fire, 40 µs being the latency. A C call shorter than this reads
+#: (partly) as interpreter time.
+IN_C_DELAY_NS = 60_000
+#: Fires spent measuring the timer's latency on a pure-Python spin, before the script.
+CALIBRATION_FIRES = 25
 
 
-class LineSampler:
-    """Wall-clock samples of one thread's Python stack (file, line), every ``interval_s``.
+class DelaySampler:
+    """Samples the main thread on a fixed wall-clock grid and tells native from interpreter
+    time by how late the signal handler runs (Scalene's technique).
 
-    pyinstrument samples at Python call events, so the time of a long C call (``X.T @ r``)
-    or of a loop that makes no calls is charged to whatever call comes next; this thread
-    reads the stack as it is at each instant (``sys._current_frames``), which is what a
-    NumPy-vs-interpreter split needs. The switch interval is lowered while it runs so the
-    sampler gets the GIL between the script's bytecodes.
+    A periodic ``setitimer(ITIMER_REAL)`` fires SIGALRM every ``interval_s`` on a fixed
+    grid, whatever the script does, so the fires land uniformly in time. Python runs a
+    signal handler only between bytecodes, in the main thread: at a fire in bytecode the
+    handler runs within microseconds; at a fire inside a C call (a NumPy ufunc, fancy
+    indexing, BLAS, with or without the GIL) it waits until the call returns, and fires
+    during the wait coalesce. So each fire's state is read from the handler's delay past
+    it (more than ``IN_C_DELAY_NS``, or more than one fire since the last handler: C), and
+    each fire stands for one interval of wall time: an unbiased sample whatever the line's
+    text says. A thread that was descheduled at the fire (a busy machine) also lets the
+    handler in late, but did not run meanwhile: its CPU clock and its run-queue wait
+    (``/proc/self/task/<tid>/schedstat``) tell the two apart (see ``split_ticks``).
+    Limitation: calls that Python restarts after a signal (``time.sleep``, blocking reads)
+    let the handler run on time, so their wait reads as interpreter time.
     """
 
-    def __init__(self, interval_s: float = 0.001, thread_id: int | None = None) -> None:
+    def __init__(self, interval_s: float = 0.001, t0_ns: int | None = None) -> None:
         self.interval_s = interval_s
-        self.thread_id = thread_id if thread_id is not None else threading.get_ident()
-        self.records: list[tuple[Stack, float]] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._switch: float | None = None
+        self.interval_ns = int(interval_s * 1e9)
+        self.t0_ns = t0_ns if t0_ns is not None else time.perf_counter_ns()
+        self.records: list[Tick] = []
+        self.cost_ns = 0  # wall time in the handler (a busy machine stretches it)
+        self.cost_cpu_ns = 0  # the handler's own CPU time: what it takes from the script
+        self._grid0 = 0
+        self._fire = 0  # index of the last fire seen
+        self._last = 0
+        self._last_cpu = 0
+        self._last_q = 0
+        self._sched_fd: int | None = None
+        self._old: Any = None
+        self._busy = False
+        self.running = False
+        self.latency_ns: float | None = None
 
-    def _run(self) -> None:
-        last = time.perf_counter()
-        while not self._stop.wait(self.interval_s):
-            frame = sys._current_frames().get(self.thread_id)
-            now = time.perf_counter()
-            stack: list[tuple[str, int]] = []
-            while frame is not None and len(stack) < MAX_SAMPLE_DEPTH:
-                stack.append((frame.f_code.co_filename, frame.f_lineno or 0))
-                frame = frame.f_back
-            self.records.append((tuple(stack), now - last))
-            last = now
+    @staticmethod
+    def availability() -> tuple[bool, str | None]:
+        import signal
+
+        if not hasattr(signal, "setitimer"):
+            return False, "this platform has no setitimer (signal-delay sampling needs it)"
+        if threading.current_thread() is not threading.main_thread():
+            return False, "not in the main thread (signal handlers run only there)"
+        if signal.getsignal(signal.SIGALRM) not in (signal.SIG_DFL, None):
+            return False, "SIGALRM already has a handler in this process"
+        return True, None
+
+    def _runq_ns(self) -> int:
+        """The thread's run-queue wait so far (``/proc/self/task/<tid>/schedstat``), or -1."""
+        if self._sched_fd is None:
+            return -1
+        try:
+            return int(os.pread(self._sched_fd, 128, 0).split()[1])
+        except (OSError, IndexError, ValueError):
+            return -1
+
+    def _handler(self, signum: int, frame: types.FrameType | None) -> None:
+        if self._busy:  # a fire during the handler itself: its time is the handler's cost
+            return
+        self._busy = True
+        now = time.perf_counter_ns()
+        cpu = time.thread_time_ns()
+        q = self._runq_ns()
+        fire = (now - self._grid0) // self.interval_ns
+        fire_ns = self._grid0 + fire * self.interval_ns
+        stack = []
+        f = frame
+        while f is not None and len(stack) < MAX_SAMPLE_DEPTH:
+            code = f.f_code
+            stack.append((code.co_filename, f.f_lineno or 0, code.co_name))
+            f = f.f_back
+        first_ns = self._grid0 + (self._fire + 1) * self.interval_ns  # the first fire since the last handler
+        self.records.append((now - self.t0_ns, tuple(stack), now - self._last, cpu - self._last_cpu,
+                             int(fire - self._fire), now - fire_ns, first_ns - self._last,
+                             q - self._last_q if q >= 0 and self._last_q >= 0 else -1))
+        self._fire = fire
+        # The handler's own time is left out of the next tick and kept as the harness cost.
+        self._last_q = self._runq_ns()
+        self._last, self._last_cpu = time.perf_counter_ns(), time.thread_time_ns()
+        self.cost_ns += self._last - now
+        self.cost_cpu_ns += self._last_cpu - cpu
+        self._busy = False
 
     def start(self) -> None:
-        self._switch = sys.getswitchinterval()
-        sys.setswitchinterval(min(self._switch, self.interval_s / 2))
-        self._thread = threading.Thread(target=self._run, name="sgdscope-line-sampler", daemon=True)
-        self._thread.start()
+        import signal
+
+        ok, why = self.availability()
+        if not ok:
+            raise RuntimeError(why)
+        self._old = signal.signal(signal.SIGALRM, self._handler)
+        self.running = True
+        try:
+            self._sched_fd = os.open(f"/proc/self/task/{threading.get_native_id()}/schedstat", os.O_RDONLY)
+        except OSError:
+            self._sched_fd = None  # no schedstat: contention is not told from blocking
+        self._last_q = self._runq_ns()
+        self._last, self._last_cpu = time.perf_counter_ns(), time.thread_time_ns()
+        self._grid0, self._fire = self._last, 0
+        signal.setitimer(signal.ITIMER_REAL, self.interval_s, self.interval_s)
+        self.calibrate()
+
+    def calibrate(self) -> None:
+        """The timer's own latency: the median delay of ``CALIBRATION_FIRES`` fires on a
+        pure-Python spin (no C call to hold the handler off). Those ticks are dropped."""
+        deadline = time.perf_counter_ns() + 50 * CALIBRATION_FIRES * self.interval_ns
+        n = 0
+        while len(self.records) < CALIBRATION_FIRES and time.perf_counter_ns() < deadline:
+            n += 1  # bytecode only
+        delays = sorted(r[5] for r in self.records if r[4] == 1)
+        self.latency_ns = float(delays[len(delays) // 2]) if delays else None
+        self.records.clear()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5.0)
-        if self._switch is not None:
-            sys.setswitchinterval(self._switch)
+        import signal
+
+        if not self.running:
+            return
+        self.running = False
+        signal.setitimer(signal.ITIMER_REAL, 0, 0)
+        signal.signal(signal.SIGALRM, self._old if self._old is not None else signal.SIG_DFL)
+        if self._sched_fd is not None:
+            os.close(self._sched_fd)
+            self._sched_fd = None
 
 
 @dataclass
 class PyCapture:
-    """A script without TensorFlow: pyinstrument (call tree) + ``LineSampler`` (split)."""
+    """A script without TensorFlow: ``DelaySampler`` (native vs interpreter, per line)
+    and ``LoopMarks`` (the training loop's iterations: the steps)."""
 
     interval_s: float = 0.001
-    session: Any = None
-    lines: LineSampler | None = None
+    t0_ns: int = field(default_factory=time.perf_counter_ns)
+    sampler: DelaySampler | None = None
+    loop_marks: LoopMarks = field(default_factory=LoopMarks)
+    sampler_error: str | None = None
+    wall_ns: int = 0
 
     @contextmanager
     def around_script(self) -> Iterator[None]:
-        from pyinstrument import Profiler
-
-        profiler = Profiler(interval=self.interval_s)
-        self.lines = LineSampler(self.interval_s)
-        profiler.start()
-        self.lines.start()
+        self.sampler = DelaySampler(self.interval_s, self.t0_ns)
+        ok, why = self.sampler.availability()
+        if ok:
+            self.sampler.start()
+        else:
+            self.sampler_error, self.sampler = why, None
+        t = time.perf_counter_ns()
         try:
             yield
         finally:
-            self.lines.stop()
-            self.session = profiler.stop()
+            self.wall_ns = time.perf_counter_ns() - t
+            if self.sampler is not None:
+                self.sampler.stop()
+
+    @property
+    def records(self) -> list[Tick]:
+        return self.sampler.records if self.sampler is not None else []
 
 
-def top_functions(session: Any, script_files: set[str], n: int = 8) -> list[dict[str, Any]]:
-    """The script's own functions with the most time in pyinstrument's call tree."""
-    found: dict[str, float] = {}
-    todo = [session.root_frame()] if session is not None and session.root_frame() is not None else []
-    while todo:
-        fr = todo.pop()
-        if fr.file_path in script_files and not fr.is_synthetic:
-            key = f"{fr.function} ({Path(fr.file_path).name}:{fr.line_no})"
-            found[key] = max(found.get(key, 0.0), float(fr.time))
-        todo.extend(fr.children)
-    return [{"function": k, "s": v} for k, v in sorted(found.items(), key=lambda kv: -kv[1])[:n]]
+def _tick_class(stack: Stack, script_files: set[str]) -> tuple[str, str | None, str | None] | None:
+    """(where, user line key, user function) of a tick's stack: ``where`` is ``numpy``
+    (in NumPy/SciPy's own Python), ``import``, ``library`` (other Python the user's line
+    called) or ``user`` (on the user's line itself). None outside the script."""
+    user = next((i for i, fr in enumerate(stack) if fr[0] in script_files), None)
+    if user is None:
+        return None
+    inner = stack[:user]
+    u_file, u_line, u_fn = stack[user]
+    key = f"{Path(u_file).name}:{u_line}"
+    if any(fr[0].startswith("<frozen importlib") for fr in inner):
+        return "import", key, u_fn
+    if any(d in fr[0] for fr in inner for d in _NUMPY_DIRS):
+        return "numpy", key, u_fn
+    return ("library" if inner else "user"), key, u_fn
 
 
-def classify_samples(records: list[tuple[Stack, float]], script_files: set[str],
-                     read_line: Callable[[str, int], str]) -> dict[str, Any]:
-    """Seconds of sampled time by class: ``numpy`` (in NumPy/SciPy code, or on a line of
-    the user's own code that is an array expression such as ``X.T @ r``: that time runs
-    in BLAS/ufuncs), ``interpreter`` (any other Python), ``import`` (module loading); and
-    the user's lines with the most time. Stacks are leaf first. Pure apart from
-    ``read_line`` (source lookup)."""
-    totals = {"numpy": 0.0, "interpreter": 0.0, "import": 0.0}
-    by_line: dict[str, float] = {}
-    seen = False
-    for stack, dt in records:
-        files = [f for f, _ in stack]
-        user = next((i for i, f in enumerate(files) if f in script_files), None)
-        if user is None:
-            continue  # harness frames only (before/after the script)
-        seen = True
-        inner = files[:user]  # frames the user's line called into
-        if any(f.startswith("<frozen importlib") for f in inner):
-            totals["import"] += dt
+def split_ticks(records: list[Tick], script_files: set[str], interval_ns: float,
+                latency_ns: float | None = None) -> dict[str, Any]:
+    """Seconds by class, in total and per tick (pure).
+
+    Each timer fire stands for one interval of wall time, classed by the thread's state
+    at the fire (see ``DelaySampler``): ``interpreter`` if the handler got in at once;
+    else ``native`` if the thread was in a C call: it kept running past the fire (more
+    than ``IN_C_DELAY_NS``) or it was blocked off the CPU by its own choice (a C call
+    waiting for BLAS workers, I/O or a sleep: the wall time that is neither its CPU time
+    nor its run-queue wait from ``/proc/self/task/<tid>/schedstat``); else it was
+    descheduled in bytecode (it ran the handler as soon as it had a core again), so
+    ``interpreter``. Each fire stands for its interval of wall time, so waiting for a core
+    is shared between the two in proportion to the time each was running. ``off_cpu``:
+    late fires whose state cannot be told (no schedstat on this system). Stacks inside NumPy/SciPy's own Python wrappers count
+    as ``numpy`` and module loading as ``import``. Returns ``{"seconds", "top_lines",
+    "top_functions", "ticks"}`` where ``ticks`` is ``[(end_ns, wall_ns, class->ns, line)]``
+    for the per-step split."""
+    totals = {c: 0.0 for c in TICK_CLASSES}
+    by_line: dict[str, list[float]] = {}
+    by_fn: dict[str, float] = {}
+    ticks: list[tuple[int, int, dict[str, float], str | None]] = []
+    # The timer's own latency (and the grid's offset): calibrated, else the smallest delay.
+    base_ns = latency_ns if latency_ns is not None else min((r[5] for r in records if r[4] == 1), default=0)
+    for t_ns, stack, wall_ns, cpu_ns, fires, delay_ns, pre_ns, runq_ns in records:
+        cls = _tick_class(stack, script_files)
+        if cls is None or wall_ns <= 0 or fires <= 0:
             continue
-        u_file, u_line = stack[user]
-        key = f"{Path(u_file).name}:{u_line}"
-        by_line[key] = by_line.get(key, 0.0) + dt
-        if any(d in f for f in inner for d in _NUMPY_DIRS):
-            cls = "numpy"
-        elif inner:
-            cls = "interpreter"  # pure-Python library code
+        where, key, fn = cls
+        delay_ns -= base_ns
+        run = float(min(max(cpu_ns, 0), wall_ns))
+        queued = float(min(max(runq_ns, 0), wall_ns - run)) if runq_ns >= 0 else 0.0
+        blocked = wall_ns - run - queued  # off the CPU by its own choice: only C code blocks
+        ran_after_fire = cpu_ns - max(pre_ns, 0)  # CPU time past the first fire (at least)
+        if fires >= 2 or delay_ns > IN_C_DELAY_NS:
+            # The handler was held off: in a C call (running, or blocked waiting in it), or
+            # descheduled in bytecode (waiting in the run queue: then it ran the handler as
+            # soon as it got a core back, so it was in bytecode at the fire).
+            if ran_after_fire > IN_C_DELAY_NS or blocked > max(queued, IN_C_DELAY_NS):
+                state = "native"
+            elif runq_ns >= 0:
+                state = "interpreter"
+            elif fires >= 2 and run >= 0.5 * wall_ns:
+                state = "native"
+            else:
+                state = "off_cpu"  # no schedstat: descheduled and blocked look alike
         else:
-            text = read_line(u_file, u_line) if u_line else ""
-            cls = "numpy" if any(tok in text for tok in _ARRAY_EXPR) else "interpreter"
-        totals[cls] += dt
-    top = sorted(by_line.items(), key=lambda kv: -kv[1])[:8]
-    return {"seconds": totals, "top_lines": [{"line": k, "s": v} for k, v in top], "saw_script": seen}
+            state = "interpreter"
+        if where in ("import", "numpy") and state != "off_cpu":
+            state = where
+        part = {state: float(fires * interval_ns)}
+        totals[state] += fires * interval_ns / 1e9
+        row = by_line.setdefault(key, [0.0, 0.0, 0.0])
+        if state == "interpreter":
+            row[0] += fires * interval_ns / 1e9
+        elif state != "off_cpu":
+            row[1] += fires * interval_ns / 1e9
+        row[2] += fires * interval_ns / 1e9
+        by_fn[fn] = by_fn.get(fn, 0.0) + fires * interval_ns / 1e9
+        ticks.append((t_ns, wall_ns, part, key))
+    top = sorted(by_line.items(), key=lambda kv: -kv[1][2])[:8]
+    return {"seconds": totals,
+            "top_lines": [{"line": k, "s": round(w, 4), "interpreter_s": round(a, 4),
+                           "native_s": round(b, 4)} for k, (a, b, w) in top],
+            "top_functions": [{"function": k, "s": round(v, 4)}
+                              for k, v in sorted(by_fn.items(), key=lambda kv: -kv[1])[:8]],
+            "ticks": ticks}
+
+
+def ticks_per_step(ticks: list[Any], start_ns: Any, end_ns: Any) -> Any:
+    """ns per class inside each [start, end) window, each tick spread evenly over the
+    wall time it covers ([end - wall, end]); an (n_steps, len(TICK_CLASSES)) array. Pure."""
+    import numpy as np
+
+    out = np.zeros((len(start_ns), len(TICK_CLASSES)))
+    if not ticks or not len(start_ns):
+        return out
+    t_end = np.asarray([t[0] for t in ticks], dtype=float)
+    t_beg = t_end - np.asarray([t[1] for t in ticks], dtype=float)
+    frac = np.asarray([[t[2].get(c, 0.0) / max(t[1], 1) for c in TICK_CLASSES] for t in ticks])
+    for i, (a, b) in enumerate(zip(np.asarray(start_ns, float).tolist(), np.asarray(end_ns, float).tolist())):
+        lo = np.searchsorted(t_end, a, side="right")
+        hi = np.searchsorted(t_beg, b, side="left")
+        if hi <= lo:
+            continue
+        ov = np.clip(np.minimum(t_end[lo:hi], b) - np.maximum(t_beg[lo:hi], a), 0, None)
+        out[i] = ov @ frac[lo:hi]
+    return out
+
+
+def lines_in(ticks: list[Any], start_ns: float, end_ns: float, n: int = 3) -> list[dict[str, Any]]:
+    """The user's lines with the most sampled time inside [start, end) (``split_ticks``
+    ticks), for describing one step. Pure."""
+    by: dict[str, float] = {}
+    for t_end, wall, _part, key in ticks:
+        ov = min(t_end, end_ns) - max(t_end - wall, start_ns)
+        if ov > 0 and key:
+            by[key] = by.get(key, 0.0) + ov
+    return [{"line": k, "ms": round(v / 1e6, 3)} for k, v in sorted(by.items(), key=lambda kv: -kv[1])[:n]]

@@ -7,7 +7,8 @@ timeout and the cancel, and stores a failed run if this process dies.
 
 1. Scan the script's imports (``script_capture.scan_script``). With TensorFlow, import it
    here (once), wrap Keras ``fit`` with a step-marker callback, open the TF profiler
-   window; without it, sample with pyinstrument.
+   window; without it, sample with the signal-delay sampler and mark the script's loops
+   (``script_capture.PyCapture``: steps are the training loop's iterations).
 2. Run the script unchanged (as ``__main__``, or call ``--function``), with the samplers.
    Its stdout/stderr go to the experiment's worker files and are kept in the run's
    ``logs/``; its exit code and traceback go in ``manifest["script"]``.
@@ -145,29 +146,123 @@ def analyse_tf_capture(xplane: Path, recorder_steps: pd.DataFrame | None,
 
 
 # -- runs without TensorFlow ------------------------------------------------------------------------
-def analyse_py_capture(capture: Any, script_files: set[str]) -> dict[str, Any]:
-    """Whole-run breakdown of a sampled script: NumPy/BLAS work as ``other`` (compute not
-    split into forward/backward), the rest of the script's Python as ``framework_overhead``
-    (interpreter). One pseudo-step, ``-1``; no steps."""
-    from profilers.script_capture import classify_samples, top_functions
+#: Steps kept from a NumPy script's training loop (its first iterations after warm-up).
+MAX_PY_STEPS = 5000
 
-    records = capture.lines.records if capture.lines is not None else []
-    cls = classify_samples(records, script_files, lambda f, n: linecache.getline(f, n))
-    sec = cls["seconds"]
-    bd = pd.DataFrame({"step": np.full(len(CATEGORIES), -1, dtype=np.int64),
-                       "category": pd.array(list(CATEGORIES), dtype="string"),
-                       "ms": [1e3 * (sec["numpy"] if c == "other" else sec["interpreter"] if c == "framework_overhead"
-                                     else 0.0) for c in CATEGORIES]})
-    results = {"profiler": "pyinstrument", "sampled_s": {k: round(v, 4) for k, v in sec.items()},
-               "top_lines": cls["top_lines"], "top_functions": top_functions(capture.session, script_files),
-               "breakdown_source": "wall-clock samples of the script's stack: time on NumPy/BLAS work "
-                                   "(as `other`) vs the interpreter (as `framework_overhead`); import "
-                                   "time left out. Top functions from pyinstrument's call tree.",
-               "steps_note": "a sampling profiler sees no step boundaries: the breakdown covers the "
-                             "whole run (step -1)"}
-    return {"tables": {"breakdown": validate_table("breakdown", bd)}, "results": results,
-            "capture": {"steps_from": "none", "profiler": "pyinstrument + line sampler",
-                        "samples": len(records), "interval_s": capture.interval_s}}
+
+def _py_breakdown(steps: pd.DataFrame, per_ns: np.ndarray) -> pd.DataFrame:
+    """Per step: the interpreter's share of the step thread's CPU time as
+    ``framework_overhead``, the rest (native code, NumPy's own Python, imports) as
+    ``other``, scaled to the step's wall time (time off the CPU is shared out in the same
+    proportion). Steps whose ticks measured no CPU time are left out (no split for them)."""
+    wall_ms = steps["wall_us"].to_numpy(dtype=float) / 1e3
+    cpu = per_ns[:, :4]  # TICK_CLASSES without off_cpu
+    covered = cpu.sum(axis=1)
+    rows = []
+    for k in np.nonzero(covered > 0)[0].tolist():
+        interp = wall_ms[k] * cpu[k, 2] / covered[k]
+        for c in CATEGORIES:
+            ms = interp if c == "framework_overhead" else wall_ms[k] - interp if c == "other" else 0.0
+            rows.append((int(steps["step"].iloc[k]), c, ms))
+    return validate_table("breakdown", pd.DataFrame({
+        "step": np.asarray([r[0] for r in rows], dtype=np.int64),
+        "category": pd.array([r[1] for r in rows], dtype="string"),
+        "ms": np.asarray([r[2] for r in rows], dtype=float)}))
+
+
+def analyse_py_capture(capture: Any, script_files: set[str], skip: int = 3) -> dict[str, Any]:
+    """Steps and breakdown of a sampled script (no TensorFlow).
+
+    Steps are the iterations of the training loop ``LoopMarks.choose`` picks; each step's
+    split into interpreter (``framework_overhead``) and native/NumPy (``other``) time comes
+    from the ``DelaySampler`` ticks inside it. Without a training loop the breakdown covers
+    the whole run as one pseudo-step, ``-1``, and the capture says why there are no steps.
+    """
+    from profilers.script_capture import lines_in, split_ticks, ticks_per_step
+
+    interval_ns = capture.interval_s * 1e9
+    latency_ns = capture.sampler.latency_ns if capture.sampler is not None else None
+    split = split_ticks(capture.records, script_files, interval_ns, latency_ns)
+    sec = split["seconds"]
+    marks = capture.loop_marks
+    loop, why = marks.choose()
+    sampler_cost_ms = capture.sampler.cost_cpu_ns / 1e6 if capture.sampler is not None else 0.0
+    sampler_wall_ms = capture.sampler.cost_ns / 1e6 if capture.sampler is not None else 0.0
+    marks_ms = marks.mark_count * (marks.mark_cost_ns or 0.0) / 1e6
+    wall_ms = capture.wall_ns / 1e6
+    harness = {
+        "components": {
+            "signal_delay_sampler": {"ticks": len(capture.records), "interval_s": capture.interval_s,
+                                     "timer_latency_us": round(latency_ns / 1e3, 1) if latency_ns else None,
+                                     "handler_cpu_ms_total": round(sampler_cost_ms, 3),
+                                     "handler_wall_ms_total": round(sampler_wall_ms, 3),
+                                     "measured_as": "thread_time (and perf_counter) around each SIGALRM "
+                                                    "handler"},
+            "loop_marks": {"loops_marked": len(marks.loops), "marks": marks.mark_count,
+                           "ns_per_mark": round(marks.mark_cost_ns or 0.0, 1),
+                           "ms_total": round(marks_ms, 3),
+                           "measured_as": "marks done x the cost of one mark, timed at start"}},
+        "added_ms": round(sampler_cost_ms + marks_ms, 3),
+        "inflation": round((sampler_cost_ms + marks_ms) / max(wall_ms - sampler_cost_ms - marks_ms, 1e-9), 4)
+        if wall_ms > 0 else None,
+        "note": "time sgdscope's own capture added to the script's run; the breakdown leaves the "
+                "sampler's handler time out of every class",
+    }
+    results: dict[str, Any] = {
+        "profiler": "signal-delay sampler",
+        "sampled_s": {k: round(v, 4) for k, v in sec.items()},
+        "top_lines": split["top_lines"], "top_functions": split["top_functions"],
+        "breakdown_source": ("SIGALRM ticks on the script's thread: time beyond each tick's interval is "
+                             "native (NumPy/BLAS or other C code: the handler waited for the call to "
+                             "return), the rest is the interpreter (as `framework_overhead`); NumPy's own "
+                             "Python and imports count with native work (as `other`). Measured on the "
+                             "thread's CPU clock; its time off the CPU is shared out in proportion"),
+    }
+    cap: dict[str, Any] = {"profiler": "signal-delay sampler + loop marks", "samples": len(capture.records),
+                           "interval_s": capture.interval_s, "harness": harness,
+                           "loops": [vars(lp) for lp in marks.loops][:20]}
+    if capture.sampler_error:
+        cap["sampler_error"] = capture.sampler_error
+    tables: dict[str, pd.DataFrame] = {}
+    if loop is not None:
+        s_ns, e_ns = marks.iterations(loop.id)
+        s_ns, e_ns = s_ns[:MAX_PY_STEPS], e_ns[:MAX_PY_STEPS]
+        t0 = capture.t0_ns
+        n = len(s_ns)
+        steps = _steps_frame((s_ns - t0) / 1e3, (e_ns - s_ns) / 1e3, min(skip, max(n - 1, 0)))
+        per = ticks_per_step(split["ticks"], s_ns - t0, e_ns - t0)
+        bd = _py_breakdown(steps, per)
+        tables = {"steps": steps}
+        if not bd.empty:
+            tables["breakdown"] = bd
+        cap["steps_from"] = "loop_marks"
+        cap["step_inference"] = {"method": "loop_marks", "reason": None, "loop": vars(loop), "why": why,
+                                 "iterations": int(len(marks.starts.get(loop.id, []))),
+                                 "steps_kept": n, "steps_with_ticks": int((per.sum(axis=1) > 0).sum())}
+        results["steps_note"] = f"steps are the iterations of {why}"
+        wall = e_ns - s_ns
+        med = float(np.median(wall[skip:] if n > skip else wall))
+        results["outlier_steps"] = [
+            {"step": int(k), "ms": round(float(wall[k]) / 1e6, 3),
+             "top_lines": lines_in(split["ticks"], float(s_ns[k] - t0), float(e_ns[k] - t0))}
+            for k in np.nonzero(wall > 5.0 * med)[0][:10].tolist()] if med > 0 else []
+        if bd.empty:
+            cap["step_inference"]["breakdown_reason"] = ("no sampler tick measured CPU time inside the loop's "
+                                                         "iterations")
+    if "breakdown" not in tables:
+        total = sum(sec.values())
+        cpu = total - sec["off_cpu"]
+        interp = total * sec["interpreter"] / cpu if cpu > 0 else 0.0
+        bd = pd.DataFrame({"step": np.full(len(CATEGORIES), -1, dtype=np.int64),
+                           "category": pd.array(list(CATEGORIES), dtype="string"),
+                           "ms": [1e3 * ((total - interp) if c == "other" else interp
+                                         if c == "framework_overhead" else 0.0) for c in CATEGORIES]})
+        tables["breakdown"] = validate_table("breakdown", bd)
+        if loop is None:
+            cap["steps_from"] = "none"
+            cap["step_inference"] = {"method": "none", "reason": why}
+            results["steps_note"] = f"no steps: {why}; the breakdown covers the whole run (step -1)"
+    return {"tables": tables, "results": results, "capture": cap}
 
 
 # -- the run -------------------------------------------------------------------------------------
@@ -197,7 +292,7 @@ def profile_script(spec: ExperimentSpec, exp_dir: Path, store: RunStore) -> RunP
         capture = TfCapture(logdir=staged / "trace", t0_ns=t0, skip_steps=skip, max_steps=max_steps,
                             window_s=window_s, keras_mode=scan.uses_keras_fit)
     else:
-        capture = PyCapture()
+        capture = PyCapture(t0_ns=t0)
     samplers = SamplerSet(spec.samplers, interval_s=spec.sample_interval_s, t0_ns=t0,
                           live_path=exp_dir / f"live-{variant}.jsonl")
     emit(exp_dir, "phase", text="running the script")
@@ -210,7 +305,8 @@ def profile_script(spec: ExperimentSpec, exp_dir: Path, store: RunStore) -> RunP
         with apply_fixes(list(p.get("fixes") or []), [str(script), *scan.files]) as applied_fixes, \
                 capture.around_script():
             try:
-                outcome = run_user_code(script, p.get("function"), list(p.get("argv") or []))
+                outcome = run_user_code(script, p.get("function"), list(p.get("argv") or []),
+                                        loop_marks=capture.loop_marks if tf is None else None)
             except SgdscopeError as exc:  # e.g. --function names no function: the run fails with it
                 from profilers.script_capture import ScriptOutcome
 
@@ -236,6 +332,7 @@ def profile_script(spec: ExperimentSpec, exp_dir: Path, store: RunStore) -> RunP
         env["tensorflow"]["import_s"] = import_s
         script_info["tf_functions"] = tf_function_report()
         script_info["tf_warnings"] = capture.tf_warnings()
+        cap_info["harness"] = capture.harness(samplers.stats(), wall_s)
         cap_info["window"] = capture.window()
         found = sorted((staged / "trace").glob("plugins/profile/*/*.xplane.pb"))
         rec_steps = capture.recorder.finish()["steps"] if capture.recorder is not None else None
@@ -257,12 +354,12 @@ def profile_script(spec: ExperimentSpec, exp_dir: Path, store: RunStore) -> RunP
                 "the profiler window never opened (Keras fit was expected but no training step ran)"
                 if scan.uses_keras_fit else "the profiler wrote no xplane")
     else:
-        cap_info["unavailable_reason"] = "no TensorFlow in the script: sampled with pyinstrument instead"
-        if capture.session is not None:
-            got = analyse_py_capture(capture, set(scan.files))
-            tables.update(got["tables"])
-            results.update(got["results"])
-            cap_info.update(got["capture"])
+        cap_info["unavailable_reason"] = ("no TensorFlow in the script: no TF trace; sampled with the "
+                                          "signal-delay sampler instead")
+        got = analyse_py_capture(capture, set(scan.files), skip)
+        tables.update(got["tables"])
+        results.update(got["results"])
+        cap_info.update(got["capture"])
     steps = tables.get("steps", empty_table("steps"))
     results.update({"steps": int(len(steps)), "step_ms": analysis.step_stats(steps),
                     "final_loss": float(steps["loss"].dropna().iloc[-1]) if steps["loss"].notna().any() else None,

@@ -245,7 +245,7 @@ def infer_steps(events: pd.DataFrame) -> StepCut:
     if p == 0:
         why_not = (f"no repeating pattern in the {len(codes)} dispatches of the capture "
                    f"(best self-match {score:.0%} < {MIN_PERIOD_SCORE:.0%})")
-        return _fallback_cut(seq, lane, details, why_not)
+        return _with_outliers(events, _fallback_cut(seq, lane, details, why_not))
     s0 = _main_stretch(codes, p)
     unit = codes[s0:s0 + p].tolist()
     names = {v: k for k, v in vocab.items()}
@@ -259,9 +259,58 @@ def infer_steps(events: pd.DataFrame) -> StepCut:
                     "step_starts_at": why, "anchor": [names[c] for c in gram],
                     "boundaries": int(len(hits))})
     if len(starts) < 2:
-        return _fallback_cut(seq, lane, details,
-                             "the loop body repeats, but fewer than two iterations were captured")
-    return StepCut(starts[:-1], starts[1:], lane, "period", None, details)
+        return _with_outliers(events, _fallback_cut(seq, lane, details,
+                                                    "the loop body repeats, but fewer than two iterations were captured"))
+    return _with_outliers(events, StepCut(starts[:-1], starts[1:], lane, "period", None, details))
+
+
+#: An inferred step longer than this many median steps gets its contents described.
+OUTLIER_FACTOR = 5.0
+OUTLIER_MIN_STEPS = 10
+
+
+def step_contents(events: pd.DataFrame, start_us: float, end_us: float, lane: tuple[int, int] | None,
+                  n: int = 3) -> dict[str, Any]:
+    """What one step window contained: its ``n`` longest events (any thread; clipped to the
+    window; one per name) and ``untraced_ms``, the time the dispatch thread spent in no
+    TF event at all (Python)."""
+    ts = events["ts_us"].to_numpy(dtype=float)
+    te = ts + events["dur_us"].to_numpy(dtype=float)
+    inside = (ts < end_us) & (te > start_us) & ~events["marker"].to_numpy(dtype=bool)
+    sel = events[inside]
+    dur = np.minimum(te[inside], end_us) - np.maximum(ts[inside], start_us)
+    order = np.argsort(-dur, kind="stable")
+    out, seen = [], set()
+    names = sel["name"].astype(str).to_numpy()
+    threads = sel["thread"].astype("string").fillna("").to_numpy()
+    for k in order.tolist():
+        name = function_label(names[k])
+        if name in seen:
+            continue
+        seen.add(name)
+        out.append({"name": name, "ms": round(float(dur[k]) / 1e3, 3), "thread": str(threads[k])})
+        if len(out) >= n:
+            break
+    untraced = None
+    if lane is not None:
+        on = inside & (events["pid"].to_numpy() == lane[0]) & (events["tid"].to_numpy() == lane[1])
+        untraced = round((end_us - start_us - _union_in(ts[on], te[on], start_us, end_us)) / 1e3, 3)
+    return {"longest_events": out, "untraced_ms": untraced}
+
+
+def _with_outliers(events: pd.DataFrame, cut: StepCut) -> StepCut:
+    """Adds ``details["outlier_steps"]``: the steps longer than ``OUTLIER_FACTOR`` x the
+    median, each with ``step_contents`` (the triage's outlier_steps rule reads them)."""
+    if cut.count < OUTLIER_MIN_STEPS:
+        return cut
+    wall = cut.end_us - cut.start_us
+    med = float(np.median(wall))
+    idx = np.nonzero(wall > OUTLIER_FACTOR * med)[0] if med > 0 else []
+    cut.details["outlier_steps"] = [
+        {"step": int(i), "ms": round(float(wall[i]) / 1e3, 3),
+         **step_contents(events, float(cut.start_us[i]), float(cut.end_us[i]), cut.lane)}
+        for i in list(idx)[:10]]
+    return cut
 
 
 def _fallback_cut(seq: pd.DataFrame, lane: tuple[int, int] | None, details: dict[str, Any],

@@ -48,7 +48,17 @@ TRANSFER_MODERATE, TRANSFER_HIGH = 0.10, 0.25  # xprof kHostToDeviceTimePercentA
 COMPILE_MODERATE, COMPILE_HIGH = 0.10, 0.30  # share of the captured run
 RETRACE_WARN_TRACES = 5  # TF warns at 5 traces in the last 10 calls
 RETRACE_HIGH_CALL_SHARE = 0.5
-SMALL_PROBLEM_HIGH_RATIO = 5.0  # fixed cost >= 5x the maths
+SMALL_PROBLEM_HIGH_RATIO = 5.0
+#: A step longer than this many median steps is an outlier (left out of the shares).
+OUTLIER_FACTOR = 5.0
+OUTLIER_MIN_STEPS = 10  # fewer steps give no typical step to compare with
+OUTLIER_MAX_FRACTION = 0.1  # more slow steps than this are a slow mode of the run, not outliers
+#: Share of the measured time the outliers took beyond a median step.
+OUTLIER_MODERATE, OUTLIER_HIGH = 0.05, 0.20
+#: Interpreter share of a NumPy script: the signal-delay sampler reads C calls shorter
+#: than ~0.1 ms as interpreter time (about 5 % of a vectorised minibatch step, measured
+#: on tests/scripts/numpy_vectorised.py), so lower shares are below its resolution.
+NUMPY_INTERP_MODERATE, NUMPY_INTERP_HIGH = 0.10, 0.30  # fixed cost >= 5x the maths
 GPU_UTIL_P95_LOW = 70.0
 GPU_UTIL_P95_VERY_LOW = 30.0
 CPU_BOUND_GPU_MAX, CPU_BOUND_CPU_MIN = 10.0, 90.0
@@ -97,18 +107,32 @@ def gather(profile: RunProfile, context: Mapping[str, Any] | None = None) -> Fac
         "step_count": int(len(measured)),
         "median_ms": float(measured["wall_us"].median() / 1e3) if len(measured) else None,
     }
+    facts["outlier_steps"] = _outlier_steps(measured)
+    shares_scope = "steps"
+    if bd_measured.empty and not bd.empty:
+        # Steps without a breakdown of their own (e.g. no sampler tick inside them): the
+        # whole-run breakdown, said so in the evidence; never a 0 standing for unknown.
+        bd_measured, shares_scope = bd, "whole run"
+    elif not steps.empty and bd_measured.empty:
+        shares_scope = None
+    # One stalled step must not decide a share: steps longer than OUTLIER_FACTOR x the
+    # median are left out (the outlier_steps rule reports them), the rest pooled.
+    outlier_ids = {o["step"] for o in facts["outlier_steps"]}
+    kept = bd_measured[~bd_measured["step"].isin(outlier_ids)] if outlier_ids else bd_measured
     shares: dict[str, float] = {}
     per_step_ms: dict[str, float] = {}
     bd_steps = 0
-    if not bd_measured.empty:
-        tot = bd_measured.groupby("category")["ms"].sum()
+    if not kept.empty:
+        tot = kept.groupby("category")["ms"].sum()
         wall = float(tot.sum())
-        bd_steps = int(bd_measured["step"].nunique())
+        bd_steps = int(kept["step"].nunique())
         if wall > 0:
             shares = {c: float(tot.get(c, 0.0)) / wall for c in CATEGORIES}
-            per_step_ms = {c: float(bd_measured[bd_measured["category"] == c]["ms"].median())
+            per_step_ms = {c: float(kept[kept["category"] == c]["ms"].median())
                            if c in tot.index else 0.0 for c in CATEGORIES}
     facts["shares"] = shares
+    facts["shares_scope"] = shares_scope if shares else None
+    facts["shares_left_out_steps"] = sorted(outlier_ids)
     facts["breakdown_median_ms"] = per_step_ms
     facts["breakdown_steps"] = bd_steps
     facts["breakdown_source"] = res.get("breakdown_source") or (
@@ -123,6 +147,23 @@ def gather(profile: RunProfile, context: Mapping[str, Any] | None = None) -> Fac
         facts["captured_ms"] = None
     facts["eager"] = _eager_facts(facts)
     return facts
+
+
+def _outlier_steps(measured: pd.DataFrame) -> list[dict[str, Any]]:
+    """Measured steps longer than ``OUTLIER_FACTOR`` x the median step: ``step, ms,
+    x_median`` (by step order); none when more than ``OUTLIER_MAX_FRACTION`` of the steps
+    are that slow (then they are part of the run's behaviour, and stay in its shares)."""
+    if len(measured) < OUTLIER_MIN_STEPS:
+        return []
+    wall = measured["wall_us"].to_numpy(dtype=float)
+    med = float(np.median(wall))
+    if not med > 0:
+        return []
+    sel = measured[wall > OUTLIER_FACTOR * med]
+    if len(sel) > max(1, OUTLIER_MAX_FRACTION * len(measured)):
+        return []  # that many slow steps are the run's typical behaviour, not one-offs
+    return [{"step": int(r.step), "ms": round(float(r.wall_us) / 1e3, 3),
+             "x_median": round(float(r.wall_us) / med, 1)} for r in sel.itertuples()]
 
 
 def _eager_facts(facts: Facts) -> dict[str, Any] | None:
@@ -207,19 +248,47 @@ def rule_input_bound(f: Facts) -> Finding | None:
     return _finding("input_bound", sev, share, ev, rec)
 
 
+def _graph_run(f: Facts) -> dict[str, Any] | None:
+    """The same experiment's graph-mode run of this eager variant, when it ran."""
+    if f["source"] != "workload" or not f["median_ms"] or "eager" not in str(f["variant"] or ""):
+        return None
+    for r in f["experiment"]:
+        if r.get("variant") == "tf_function" and r.get("status") == "ok" and r.get("median_ms"):
+            return r
+    return None
+
+
 def rule_eager_execution(f: Facts) -> Finding | None:
+    """The part of the step graph mode would remove: eager dispatch and the Python around
+    it (``step_inference.eager_time``); the measured eager/graph ratio when the experiment
+    ran the graph variant."""
     eager = f["eager"]
     if not eager or eager.get("share") is None:
         return None
     share = float(eager["share"])
+    graph = _graph_run(f)
+    measured = None
+    if graph is not None:
+        measured = 1.0 - float(graph["median_ms"]) / float(f["median_ms"])
+        if measured > 0:  # graph mode was faster: its measured gain is the share
+            share = measured
     sev = _sev(share, EAGER_MODERATE, EAGER_HIGH)
     if sev is None:
         return None
     ev = {**_step_evidence(f), "eager_share": _r(share), "eager_ms_per_step": _r(eager.get("ms_per_step")),
           "eager_ops_per_step": _r(eager.get("ops_per_step"), 1), "source": eager["source"],
+          "measured_as": "the part of the step graph mode would remove: eager dispatches and the "
+                         "Python between them, less the op kernels (a graph runs those too), the "
+                         "input wait and time already inside tf.function calls; median step",
           "thresholds": {"moderate": EAGER_MODERATE, "high": EAGER_HIGH,
                          "from": "xprof kEagerReportThresholdInPercent (10); high at its "
                                  "kTfFunctionReportThresholdInPercent (20)"}}
+    if measured is not None:
+        ev.update({"trace_eager_share": _r(float(eager["share"])), "graph_variant": graph["variant"],
+                   "graph_median_ms": _r(float(graph["median_ms"])), "graph_run_id": graph.get("run_id"),
+                   "measured_removed_share": _r(measured)})
+        if measured > 0:
+            ev["source"] = "measured: 1 - graph step / eager step, same experiment"
     if eager.get("op_time_eager_pct") is not None:
         ev["op_time_eager_pct"] = _r(eager["op_time_eager_pct"], 1)
     rec = ("TF ops run one by one in eager mode, each paying Python and dispatch cost. "
@@ -302,24 +371,67 @@ def rule_retracing(f: Facts) -> Finding | None:
     return _finding("retracing", "high" if high else "moderate", share, ev, rec)
 
 
+def _numpy_script(f: Facts) -> bool:
+    """A script run without TensorFlow (sampled; its overhead is the interpreter's)."""
+    return f["source"] == "script" and f["results"].get("profiler") in ("pyinstrument", "signal-delay sampler")
+
+
+def _harness_ms_per_step(f: Facts) -> float | None:
+    """What sgdscope's own capture added to each step's framework_overhead (manifest
+    ``capture.harness.framework_overhead_share``, a fraction of step time), if measured."""
+    h = f["capture"].get("harness") or {}
+    share = h.get("framework_overhead_share")
+    if not isinstance(share, (int, float)) or not math.isfinite(share) or not f["median_ms"]:
+        return None
+    return float(share) * f["median_ms"]
+
+
 def rule_framework_overhead(f: Facts) -> Finding | None:
     share = f["shares"].get("framework_overhead")
     if share is None:
         return None
-    sev = _sev(share, OVERHEAD_MODERATE, OVERHEAD_HIGH)
+    no_tf = _numpy_script(f)
+    harness = _harness_ms_per_step(f)
+    raw = share
+    if harness is not None and f["median_ms"]:
+        share = max(share - harness / f["median_ms"], 0.0)  # sgdscope's own cost is not the user's
+    waited = f["shares"].get("cpu_contention") or 0.0
+    if no_tf and 0.0 < waited < 1.0:
+        # The interpreter's share of the time the thread ran: waiting for a core (reported
+        # as cpu_contention) says nothing about how vectorised the code is.
+        share = min(share / (1.0 - waited), 1.0)
+    moderate, high = (NUMPY_INTERP_MODERATE, NUMPY_INTERP_HIGH) if no_tf else (OVERHEAD_MODERATE, OVERHEAD_HIGH)
+    sev = _sev(share, moderate, high)
     if sev is None:
         return None
-    no_tf = f["source"] == "script" and f["results"].get("profiler") == "pyinstrument"
     ev = {**_step_evidence(f), "overhead_share": _r(share),
           "overhead_ms_per_step": _r(f["breakdown_median_ms"].get("framework_overhead")),
-          "measured_as": ("sampled time in Python code that is not NumPy/BLAS work (pyinstrument)" if no_tf else
+          "shares_over": f.get("shares_scope"),
+          "measured_as": ("time on the script's thread in the Python interpreter, not in native code: "
+                          "SIGALRM ticks classed by the handler's delay (a tick that waited for a C "
+                          "call is NumPy/native whatever the line's text)" if no_tf else
                           "step wall time outside every op, input wait and compile span: Python, "
                           "dispatch, executor"),
-          "thresholds": {"moderate": OVERHEAD_MODERATE, "high": OVERHEAD_HIGH,
-                         "from": "xprof k*AllOtherBoundThresholdInPercent"}}
+          "thresholds": {"moderate": moderate, "high": high,
+                         "from": ("the sampler's resolution on a vectorised NumPy step (C calls shorter "
+                                  "than ~0.1 ms read as interpreter)" if no_tf else
+                                  "xprof k*AllOtherBoundThresholdInPercent")}}
+    if f.get("shares_left_out_steps"):
+        ev["outlier_steps_left_out"] = f["shares_left_out_steps"]
+    if no_tf and waited:
+        ev["share_of_running_time"] = True
+        ev["cpu_contention_share"] = _r(waited)
+    if harness is not None:
+        ev["harness_ms_per_step"] = _r(harness)
+        ev["share_before_harness"] = _r(raw)
     if no_tf:
-        rec = ("Most of the time runs in the Python interpreter, not in NumPy. Vectorise the "
-               "inner loops so each call does more work:\n"
+        lines = [t for t in f["results"].get("top_lines") or [] if (t.get("interpreter_s") or 0) > 0]
+        lines = sorted(lines, key=lambda t: -(t.get("interpreter_s") or 0))[:3]
+        if lines:
+            ev["interpreter_lines"] = lines
+        where = f" The interpreter's time is mostly on {', '.join(t['line'] for t in lines)}." if lines else ""
+        rec = ("Most of the step runs in the Python interpreter, not in NumPy." + where + " Vectorise "
+               "those loops so each NumPy call does more work:\n"
                "```python\n# instead of: for i in range(n): g[i] = sum(X[i] * r)\ng = X.T @ r\n```")
     else:
         rec = ("The host spends this time between ops (Python, dispatch, the executor), not "
@@ -328,6 +440,80 @@ def rule_framework_overhead(f: Facts) -> Finding | None:
                "```python\ntrain_step = tf.function(train_step, jit_compile=True)\n"
                "model.compile(..., steps_per_execution=32)   # Keras\n```")
     return _finding("framework_overhead", sev, share, ev, rec)
+
+
+#: What an outlier step's longest events point at, and the advice for it (first match wins).
+_OUTLIER_CAUSES: tuple[tuple[tuple[str, ...], str, str], ...] = (
+    (("DeleteTensorHandle", "DeleteIterator", "AnonymousIterator", "MakeIterator", "IteratorV2"),
+     "iterator teardown/creation at an epoch boundary",
+     "Keep one iterator across epochs instead of a new one per epoch, so nothing is torn down "
+     "mid-run:\n```python\nit = iter(ds.repeat())\nfor step in range(epochs * steps_per_epoch):\n"
+     "    train_step(next(it))\n```"),
+    (("SaveV2", "MergeV2Checkpoints", "RestoreV2", "WriteFile", "save"),
+     "checkpoint saving",
+     "Save less often, or off the training thread:\n```python\nckpt_manager.save(checkpoint_number=step)  "
+     "# every N epochs, not every epoch\n# or tf.train.CheckpointOptions(experimental_enable_async_checkpoint=True)\n```"),
+    (("traced", "Trace", "compile", "Compile"),
+     "tracing/compilation inside the loop",
+     "A step that traces or compiles again is slow: see the retracing and compilation findings; "
+     "keep shapes and Python arguments fixed so the function traces once."),
+)
+
+
+def rule_outlier_steps(f: Facts) -> Finding | None:
+    """Steps longer than OUTLIER_FACTOR x the median step, with what they contained."""
+    outliers = f.get("outlier_steps") or []
+    if not outliers or not f["median_ms"]:
+        return None
+    measured = f["steps"]
+    total_ms = float(measured["wall_us"].sum() / 1e3)
+    excess_ms = sum(o["ms"] - f["median_ms"] for o in outliers)
+    share = excess_ms / total_ms if total_ms > 0 else None
+    if share is None:
+        return None
+    sev = _sev(share, OUTLIER_MODERATE, OUTLIER_HIGH) or "low"
+    # What the outlier steps contained: the trace's longest events (inferred steps), the
+    # sampled lines (NumPy scripts), else the step's own breakdown.
+    inside = {int(o["step"]): o for o in (f["capture"].get("step_inference") or {}).get("outlier_steps") or []}
+    inside.update({int(o["step"]): o for o in f["results"].get("outlier_steps") or []})
+    bd = f["breakdown_all"]
+    details = []
+    for o in outliers:
+        row = dict(o)
+        got = inside.get(o["step"])
+        if got is not None:
+            row.update({k: v for k, v in got.items() if k not in ("step", "ms")})
+        elif not bd.empty:
+            cats = bd[bd["step"] == o["step"]].set_index("category")["ms"]
+            if len(cats):
+                row["largest_categories_ms"] = {str(c): _r(float(v), 2) for c, v in cats.nlargest(3).items() if v > 0}
+        details.append(row)
+    names = " ".join(str(e.get("name", "")) for d in details for e in d.get("longest_events") or [])
+    cause, advice = None, None
+    for keys, what, rec_ in _OUTLIER_CAUSES:
+        if any(k in names for k in keys):
+            cause, advice = what, rec_
+            break
+    worst = max(details, key=lambda d: d["ms"])
+    top = (worst.get("longest_events") or [{}])[0]
+    where = f", in {top['name']} ({top['ms']:.0f} ms)" if top.get("name") else ""
+    if worst.get("top_lines"):
+        where = f", on {worst['top_lines'][0]['line']}"
+    text = (f"{len(outliers)} of {len(measured)} steps took more than {OUTLIER_FACTOR:g}x the median "
+            f"step ({f['median_ms']:.1f} ms); the longest, step {worst['step']}, took {worst['ms']:.0f} ms{where}"
+            + (f": {cause}" if cause else "") + ".")
+    ev = {"outliers": details, "steps_measured": len(measured), "median_step_ms": _r(f["median_ms"]),
+          "excess_ms": _r(excess_ms, 2), "threshold_x_median": OUTLIER_FACTOR, "cause": cause,
+          "summary": text, "note": "these steps are left out of every other finding's share",
+          "thresholds": {"moderate": OUTLIER_MODERATE, "high": OUTLIER_HIGH,
+                         "of": "measured time the outliers took beyond a median step"}}
+    rec = text + " " + (advice or (
+        "Find what runs only in those steps (work at an epoch boundary: evaluation, logging, "
+        "checkpointing, a new iterator, garbage collection) and move it out of the loop, do it less "
+        "often, or overlap it with training. The other findings describe the typical step.\n"
+        "```python\nfor epoch in range(epochs):\n    for x in ds:\n        train_step(x)\n"
+        "    if epoch % 5 == 4:   # the epoch-boundary work, less often\n        evaluate_and_save()\n```"))
+    return _finding("outlier_steps", sev, share, ev, rec)
 
 
 def _baseline(f: Facts) -> dict[str, Any] | None:
@@ -339,7 +525,7 @@ def _baseline(f: Facts) -> dict[str, Any] | None:
 
 def rule_small_problem(f: Facts) -> Finding | None:
     med = f["breakdown_median_ms"]
-    if not med or f["results"].get("profiler") == "pyinstrument":
+    if not med or _numpy_script(f):
         return None  # no framework in a NumPy script: framework_overhead covers the interpreter
     fixed = med.get("framework_overhead", 0.0)
     maths = sum(med.get(c, 0.0) for c in COMPUTE)
@@ -509,6 +695,7 @@ RULES: dict[str, Rule] = dict(sorted({
     "gpu_underutilized": rule_gpu_underutilized,
     "host_device_transfer": rule_host_device_transfer,
     "input_bound": rule_input_bound,
+    "outlier_steps": rule_outlier_steps,
     "retracing": rule_retracing,
     "small_problem": rule_small_problem,
     "thread_config": rule_thread_config,

@@ -210,3 +210,17 @@ def test_synthetic_markers_feed_the_breakdown():
                                            (list(range(20)), 0)])
 def test_find_period(codes, period):
     assert si.find_period(np.asarray(codes))[0] == period
+
+
+def test_an_outlier_step_is_described_by_its_longest_events_and_untraced_time():
+    tr = Trace()
+    for i in range(20):
+        tr.eager("IteratorGetNext", dur=500).call("train_step", dur=300)
+        if i == 12:  # the epoch boundary: a 519 ms teardown, then 20 ms of plain Python
+            tr._row("TFE_DeleteTensorHandle", tr.t, 519_000)
+            tr.t += 519_000 + 20_000
+    cut = si.infer_steps(tr.events())
+    out = cut.details["outlier_steps"]
+    assert [o["step"] for o in out] == [12]
+    assert out[0]["longest_events"][0] == {"name": "TFE_DeleteTensorHandle", "ms": 519.0, "thread": "python"}
+    assert abs(out[0]["untraced_ms"] - 20.0) < 0.1

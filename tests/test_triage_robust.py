@@ -1,0 +1,134 @@
+"""Triage verdicts that one step cannot decide: an outlier (stall) step is left out of the
+shares and reported as its own finding; a NumPy script's interpreter share is judged at
+the sampler's resolution; sgdscope's own harness cost is kept out of framework_overhead;
+the eager share is the measured graph gain when the experiment has it. No TensorFlow."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from profilers import triage
+from profilers.model import CATEGORIES, RunProfile, validate_table
+
+
+def run_with(step_shares: list[dict[str, float]], step_ms: list[float], *, warmup: int = 3,
+             results: dict | None = None, capture: dict | None = None, source: str = "script",
+             variant: str = "train", workload: str = "script") -> RunProfile:
+    n = len(step_ms)
+    steps = pd.DataFrame({"step": np.arange(n), "epoch": 0, "start_us": np.cumsum([0, *step_ms[:-1]]) * 1e3,
+                          "wall_us": np.asarray(step_ms) * 1e3, "warmup": np.arange(n) < warmup,
+                          "derived": False, "in_profile_window": True, "loss": np.nan})
+    rows = []
+    for s, (sh, ms) in enumerate(zip(step_shares, step_ms)):
+        sh = {**{c: 0.0 for c in CATEGORIES}, **sh}
+        sh["other"] = max(0.0, 1.0 - sum(v for c, v in sh.items() if c != "other"))
+        rows += [{"step": s, "category": c, "ms": sh[c] * ms} for c in CATEGORIES]
+    manifest = {"run_id": "20260101-000000-script-train-abcdef", "experiment_id": "exp", "workload": workload,
+                "variant": variant, "status": "ok", "source": source, "results": results or {},
+                "environment": {"cpu_logical": 2, "affinity_cores": 2}, "capture": capture or {}, "script": {}}
+    return RunProfile(manifest=manifest, tables={"steps": validate_table("steps", steps),
+                                                 "breakdown": validate_table("breakdown", pd.DataFrame(rows))})
+
+
+def fired(profile: RunProfile, context: dict | None = None) -> dict[str, dict]:
+    return {f["rule"]: f for f in triage.evaluate(profile, context)}
+
+
+def input_bound_loop_with_a_stall(stall_ms: float = 519.0) -> RunProfile:
+    """53 steps of 20 ms, half of each waiting for input; step 30 also stalls 519 ms in
+    host time outside any op (an iterator torn down at an epoch boundary)."""
+    shares = [{"input_wait": 0.49, "framework_overhead": 0.11}] * 53
+    ms = [20.0] * 53
+    stall = dict(shares[30])
+    ms[30] = 20.0 + stall_ms
+    shares = list(shares)
+    shares[30] = {"input_wait": 0.49 * 20 / ms[30], "framework_overhead": (0.11 * 20 + stall_ms) / ms[30]}
+    capture = {"step_inference": {"outlier_steps": [{"step": 30, "ms": ms[30], "longest_events": [
+        {"name": "TFE_DeleteTensorHandle", "ms": 519.0, "thread": "python"},
+        {"name": "IteratorGetNext", "ms": 9.8, "thread": "python"}], "untraced_ms": 1.0}]}}
+    return run_with(shares, ms, capture=capture)
+
+
+def test_one_stall_step_keeps_the_verdict_and_is_reported_with_what_it_contained():
+    run = input_bound_loop_with_a_stall()
+    f = fired(run)
+    assert f["input_bound"]["severity"] == "high"
+    assert abs(f["input_bound"]["share"] - 0.49) < 0.01  # not dragged to ~0.3 by the stall
+    assert f.get("framework_overhead", {}).get("share", 0.0) < 0.15  # no spurious high overhead
+    o = f["outlier_steps"]
+    assert o["evidence"]["outliers"][0]["step"] == 30 and o["evidence"]["outliers"][0]["x_median"] > 5
+    assert o["evidence"]["cause"] == "iterator teardown/creation at an epoch boundary"
+    assert "TFE_DeleteTensorHandle" in o["recommendation"] and "iter(ds.repeat())" in o["recommendation"]
+    assert o["severity"] == "high"  # 0.5 s of a ~1.5 s window
+    # The same loop without the stall: the same input share, and no outlier finding.
+    calm = fired(input_bound_loop_with_a_stall(stall_ms=0.0))
+    assert "outlier_steps" not in calm
+    assert abs(calm["input_bound"]["share"] - f["input_bound"]["share"]) < 0.01
+
+
+def test_without_trace_events_an_outlier_is_described_by_its_own_breakdown():
+    shares = [{"input_wait": 0.1}] * 30
+    ms = [10.0] * 30
+    ms[20], shares[20] = 200.0, {"framework_overhead": 0.95}
+    f = fired(run_with(shares, ms))["outlier_steps"]
+    assert f["evidence"]["outliers"][0]["largest_categories_ms"]["framework_overhead"] == 190.0
+    assert f["evidence"]["cause"] is None and "```" in f["recommendation"]
+
+
+def test_numpy_interpreter_share_is_judged_at_the_samplers_resolution():
+    def numpy_run(interp: float) -> RunProfile:
+        return run_with([{"framework_overhead": interp}] * 20, [5.0] * 20,
+                        results={"profiler": "signal-delay sampler",
+                                 "top_lines": [{"line": "train.py:12", "s": 1.0, "interpreter_s": 0.5, "native_s": 0.5}]})
+    assert "framework_overhead" not in fired(numpy_run(0.06))  # a vectorised step: below resolution
+    mid = fired(numpy_run(0.2))["framework_overhead"]
+    assert mid["severity"] == "moderate" and "train.py:12" in mid["recommendation"]
+    assert "jit_compile" not in mid["recommendation"]  # NumPy advice, not TensorFlow's
+    assert fired(numpy_run(0.6))["framework_overhead"]["severity"] == "high"
+    assert "small_problem" not in fired(numpy_run(0.6))
+
+
+def test_harness_cost_is_kept_out_of_framework_overhead():
+    shares = [{"framework_overhead": 0.2}] * 20
+    bare = fired(run_with(shares, [10.0] * 20))["framework_overhead"]
+    assert bare["severity"] == "high"
+    with_h = fired(run_with(shares, [10.0] * 20, capture={"harness": {"framework_overhead_share": 0.1}}))
+    f = with_h["framework_overhead"]
+    assert abs(f["share"] - 0.1) < 1e-6 and f["severity"] == "moderate"
+    assert f["evidence"]["share_before_harness"] == 0.2 and f["evidence"]["harness_ms_per_step"] == 1.0
+
+
+def test_steps_without_their_own_breakdown_use_the_whole_run_and_say_so():
+    run = run_with([{"framework_overhead": 0.5}] * 20, [10.0] * 20)
+    bd = run.tables["breakdown"].copy()
+    bd["step"] = -1  # one whole-run pseudo-step
+    run.tables["breakdown"] = bd.groupby(["step", "category"], as_index=False)["ms"].sum()
+    facts = triage.gather(run)
+    assert facts["shares_scope"] == "whole run" and abs(facts["shares"]["framework_overhead"] - 0.5) < 1e-9
+
+
+def test_eager_share_is_the_measured_graph_gain_when_the_experiment_has_it():
+    run = run_with([{"framework_overhead": 0.6}] * 20, [10.0] * 20, source="workload", workload="linreg",
+                   variant="tf_eager", results={"eager_share": 0.31})
+    alone = fired(run, {"experiment": []})["eager_execution"]
+    assert alone["share"] == 0.31
+    ctx = {"experiment": [{"variant": "tf_function", "status": "ok", "median_ms": 1.0, "run_id": "g"}]}
+    f = fired(run, ctx)["eager_execution"]
+    assert f["share"] == 0.9 and f["severity"] == "high"
+    assert f["evidence"]["trace_eager_share"] == 0.31 and f["evidence"]["graph_run_id"] == "g"
+
+
+def test_many_slow_steps_are_a_mode_of_the_run_not_outliers():
+    shares = [{"input_wait": 0.3}] * 40
+    ms = [10.0 if i % 4 else 80.0 for i in range(40)]  # every 4th step slow: 25 %
+    facts = triage.gather(run_with(shares, ms))
+    assert facts["outlier_steps"] == [] and facts["shares_left_out_steps"] == []
+    assert "outlier_steps" not in fired(run_with(shares, ms))
+
+
+def test_a_numpy_scripts_interpreter_verdict_is_over_the_time_it_ran():
+    run = run_with([{"framework_overhead": 0.2, "cpu_contention": 0.6}] * 20, [10.0] * 20,
+                   results={"profiler": "signal-delay sampler"})
+    f = fired(run)["framework_overhead"]
+    assert abs(f["share"] - 0.5) < 1e-6 and f["severity"] == "high"
+    assert f["evidence"]["cpu_contention_share"] == 0.6
