@@ -33,22 +33,18 @@ format; the categories of a step add up to its wall time):
   several threads are busy at once, the instant is split equally between them, so the
   categories never exceed the wall time.
 
-Also: ``summarize`` (median ms per step per category), ``ops_per_step``,
-``overhead_us_per_op``, ``achieved_gflops`` and ``check_breakdown`` (the sum invariant).
+Also: ``ops_per_step``, ``achieved_gflops`` and ``check_breakdown`` (the sum invariant).
+The per-category ms of a run, the overhead per dispatch and the GEMM peak are not here:
+``profilers.analysis`` derives each once (scaled to the median step) and stores it with
+the run; the peak is measured by the worker (``profilers.environment.gemm_peak``).
 
-Pure: tables in, tables out. Two exceptions, at the edge: ``breakdown_for_run`` reads a
-capture through ``profilers.xprof_tools``, and ``measure_gemm_peak_gflops`` times a NumPy
-matmul and caches the result in a JSON file.
+Pure: tables in, tables out. One exception, at the edge: ``breakdown_for_run`` reads a
+capture through ``profilers.xprof_tools``. Op classification is ``profilers.op_category``.
 Must not import tensorflow, streamlit, altair or pynvml.
 """
 from __future__ import annotations
 
-import json
-import os
-import platform
 import re
-import time
-from datetime import datetime, timezone
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -57,34 +53,12 @@ import numpy as np
 import pandas as pd
 
 from profilers.errors import BadInput, BadTable, TraceUnavailable
-from profilers.model import CATEGORIES, atomic_write_text, dumps, validate_table
+from profilers.model import CATEGORIES, validate_table
+from profilers.op_category import (  # noqa: F401  (re-exported: one classification)
+    _CAT, _DEFAULT_RULES, OP_TYPE_CATEGORIES, SCOPE_RULES, _compile_rules, _op_category, op_category)
 
 COMPUTE_CATEGORIES: tuple[str, ...] = ("forward", "backward", "optimizer_update")
-_CAT = {c: i for i, c in enumerate(CATEGORIES)}
 MARKER_HINT = "'train N' events with step_num"
-
-#: Name-scope rules, tried on each ``/``-separated segment of an op name, left to right:
-#: the first segment that matches a rule decides. ``gradient_tape/forward/MatMul`` is
-#: backward because ``gradient_tape`` comes first.
-SCOPE_RULES: tuple[tuple[str, str], ...] = (
-    # Keras uniquifies scope names (a model named "forward" traces as "forward_1"), so a
-    # numeric suffix is allowed everywhere.
-    (r"^(gradient_tape|gradients|backward)(_\d+)*$", "backward"),
-    (r"^optimizer_update(_\d+)*$", "optimizer_update"),
-    (r"^(forward|compile_loss)(_\d+)*$", "forward"),
-    (r"(?i)^(sgd|adam|adamw|rmsprop|adagrad|adadelta|adamax|nadam|ftrl|lion|lamb|optimizer)(_\d+)*$",
-     "optimizer_update"),
-)
-
-#: Op types whose category does not depend on their scope.
-OP_TYPE_CATEGORIES: dict[str, str] = {
-    **{t: "input_wait" for t in ("IteratorGetNext", "IteratorGetNextSync", "IteratorGetNextAsOptional",
-                                 "OptionalGetValue", "OptionalHasValue",
-                                 "MultiDeviceIteratorGetNextFromShard", "Dataset")},
-    **{t: "host_device_transfer" for t in ("_Send", "_Recv", "_HostSend", "_HostRecv", "Send", "Recv",
-                                           "_CopyFromGpuToHost", "_CopyFromHostToGpu")},
-    **{t: "compile_trace" for t in ("_XlaCompile", "XlaCompile")},
-}
 
 _COMPILE_EVENT_RE = re.compile(
     r"^tf\.function-graph_building$|^TraceFunction|^FunctionTrace|Compil|^HLO passes|^RunHloPasses"
@@ -98,46 +72,6 @@ _XLA_LAUNCH_RE = re.compile(r"^(__inference_\S+):\1$")
 
 # Priorities on a thread's timeline (higher wins where labelled events overlap).
 _T_COMPILE, _T_INPUT, _T_OP, _T_TRACED_CALL = 4, 3, 2, 1
-
-
-# -- classification -----------------------------------------------------------------------
-def _compile_rules(rules: Sequence[tuple[str, str]]) -> list[tuple[re.Pattern[str], str]]:
-    out = []
-    for pattern, category in rules:
-        if category not in _CAT:
-            raise BadInput(f"Scope rule {pattern!r} maps to unknown category {category!r}.",
-                           f"Valid categories: {', '.join(CATEGORIES)}.")
-        out.append((re.compile(pattern), category))
-    return out
-
-
-_DEFAULT_RULES = _compile_rules(SCOPE_RULES)
-
-
-def op_category(op_name: str, op_type: str | None = None,
-                rules: Sequence[tuple[str, str]] | None = None) -> str | None:
-    """Category of a TF op from its type and name scope, or None if neither says.
-
-    ``op_name`` is ``scope/name`` or a trace long name ``scope/name:Type``.
-    """
-    return _op_category(op_name, op_type, _DEFAULT_RULES if rules is None else _compile_rules(rules))
-
-
-def _op_category(op_name: str, op_type: str | None,
-                 compiled: Sequence[tuple[re.Pattern[str], str]]) -> str | None:
-    name = op_name
-    if op_type is None:
-        name, sep, op_type = op_name.rpartition(":")
-        if not sep:
-            name, op_type = op_name, ""
-    by_type = OP_TYPE_CATEGORIES.get(op_type or "")
-    if by_type:
-        return by_type
-    for segment in name.split("/"):
-        for rx, category in compiled:
-            if rx.match(segment):
-                return category
-    return None
 
 
 def _need(df: pd.DataFrame, table: str, columns: Sequence[str]) -> None:
@@ -639,49 +573,3 @@ def breakdown_for_run(steps: pd.DataFrame, phases: pd.DataFrame, xplane_path: Pa
 
     events = xprof_tools.trace_events(xplane_path, cache_dir=cache_dir)
     return breakdown_from_trace(steps, events, phases)
-
-
-def _machine_key() -> str:
-    model = ""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        m = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(errors="replace"), re.M)
-        model = m.group(1).strip() if m else ""
-    return "|".join([platform.node(), platform.machine(), model or platform.processor(),
-                     str(os.cpu_count()), f"numpy {np.__version__}"])
-
-
-def measure_gemm_peak_gflops(cache_dir: Path | str, *, n: int = 512, min_time_s: float = 0.2,
-                             refresh: bool = False) -> float:
-    """Best float32 ``n×n @ n×n`` GFLOP/s NumPy reaches here; cached per machine.
-
-    The cache is ``<cache_dir>/gemm_peak.json`` keyed by host, CPU model, core count and
-    NumPy version; ``refresh`` measures again. Takes about ``min_time_s`` when it measures.
-    """
-    path = Path(cache_dir) / "gemm_peak.json"
-    key = _machine_key()
-    known: dict[str, dict[str, object]] = {}
-    if path.is_file():
-        try:
-            known = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            known = {}  # a damaged cache is simply measured again and rewritten
-        hit = known.get(key)
-        if hit and not refresh and hit.get("n") == n:
-            return float(hit["gflops"])  # type: ignore[arg-type]
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((n, n), dtype=np.float32)
-    b = rng.standard_normal((n, n), dtype=np.float32)
-    a @ b  # warm-up: BLAS threads, page faults
-    best = float("inf")
-    spent = 0.0
-    while spent < min_time_s:
-        t0 = time.perf_counter()
-        a @ b
-        dt = time.perf_counter() - t0
-        best = min(best, dt)
-        spent += dt
-    gflops = 2.0 * n ** 3 / best / 1e9
-    known[key] = {"gflops": gflops, "n": n, "measured_at": datetime.now(timezone.utc).isoformat()}
-    atomic_write_text(path, dumps(known))
-    return gflops

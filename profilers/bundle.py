@@ -72,7 +72,7 @@ LOG_NAMES = ("stdout.txt", "stderr.txt")
 #: Logs larger than this are left out of a bundle (the manifest keeps the stderr tail).
 MAX_LOG_BYTES = 4 << 20
 #: Manifest keys a run must have to be imported.
-REQUIRED_MANIFEST_KEYS = ("schema_version", "run_id", "workload", "variant", "status")
+from profilers.model import REQUIRED_MANIFEST_KEYS  # noqa: E402  (defined once)
 
 _SAFE = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
 _RUN = r"[0-9]{8}-[0-9]{6}-[a-z0-9_]+-[a-z0-9_]+-[0-9a-f]{6}"
@@ -425,8 +425,29 @@ def export_bundle(profiles: RunProfile | Sequence[RunProfile], dest: Path | str)
     return Path(export_runs(profiles, dest)["path"])
 
 
-def export_store_runs(store: RunStore, run_ids: Sequence[str], dest: Path | str, **kwargs: Any) -> dict[str, Any]:
-    return export_runs([store.load(r) for r in run_ids], dest, **kwargs)
+def with_baselines(store: RunStore, profiles: Sequence[RunProfile]) -> list[RunProfile]:
+    """``profiles`` plus, for each, its experiment's baseline run (the NumPy run its findings
+    compare with) when the store has it and it is not already there: a bundle carries what
+    its analysis depends on."""
+    out = list(profiles)
+    have = {p.run_id for p in out}
+    for p in list(out):
+        exp = p.manifest.get("experiment_id")
+        base = (p.manifest.get("results") or {}).get("baseline_variant")
+        if not exp or not base or p.manifest.get("variant") == base:
+            continue
+        for other in store.experiment_runs(exp):
+            if other.manifest.get("variant") == base and other.run_id not in have:
+                out.append(other)
+                have.add(other.run_id)
+    return out
+
+
+def export_store_runs(store: RunStore, run_ids: Sequence[str], dest: Path | str, *,
+                      baselines: bool = True, **kwargs: Any) -> dict[str, Any]:
+    """Export stored runs; with ``baselines``, each one's experiment baseline comes along."""
+    profiles = [store.load(r) for r in run_ids]
+    return export_runs(with_baselines(store, profiles) if baselines else profiles, dest, **kwargs)
 
 
 def bundle_bytes(profiles: RunProfile | Sequence[RunProfile]) -> bytes:

@@ -56,10 +56,14 @@ def run_summary(profile: Any) -> dict[str, Any]:
         "loss_matches_baseline": res.get("loss_matches_baseline"),
         "error": m.get("error"),
     }
-    for key in ("breakdown_ms", "input_wait_share", "ops_per_step", "overhead_us_per_op",
-                "per_worker"):
+    for key in ("breakdown_ms", "breakdown_window_ms", "input_wait_share", "cpu_contention_share",
+                "ops_per_step", "dispatches_per_step", "overhead_us_per_dispatch", "eager_share",
+                "gflops", "gemm_peak_gflops", "unavailable", "per_worker"):
         if key in res:
             out[key] = res[key]
+    # The stored analysis: its findings and any invariant it found broken (never silent).
+    out["findings"] = list(profile.findings or [])
+    out["analysis_warnings"] = list((m.get("analysis") or {}).get("warnings") or [])
     if (m.get("capture") or {}).get("profiled"):
         xplane = profile.xplane_path()
         out["xplane"] = str(xplane) if xplane else None

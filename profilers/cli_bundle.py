@@ -28,13 +28,15 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-trace-json", action="store_true",
                    help="leave out trace.json.gz (Chrome trace events), which can be large")
     p.add_argument("--no-report", action="store_true", help="leave out report.html")
+    p.add_argument("--no-baseline", action="store_true",
+                   help="leave out each run's experiment baseline (added by default: the findings compare with it)")
 
 
 @command("export", "write runs to one bundle (.zip) that opens in sgdscope, XProf, Perfetto and a browser",
          _export_args)
 def cmd_export(args: argparse.Namespace, store: RunStore) -> int:
     doc = bundle.export_store_runs(store, args.run_ids, Path(args.out), trace_json=not args.no_trace_json,
-                                   report=not args.no_report)
+                                   report=not args.no_report, baselines=not args.no_baseline)
     if args.json:
         emit_json({k: v for k, v in doc.items() if k != "files"} | {"members": sorted(doc["files"])})
         return 0

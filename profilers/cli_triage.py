@@ -3,8 +3,9 @@
 ``profile SCRIPT.py`` runs the script unchanged in a supervised worker (timeout, Ctrl-C
 to cancel, a crash stored as a failed run with its traceback), under the TF profiler
 (or pyinstrument when it has no TensorFlow), stores the run and prints its findings.
-``analyze RUN_ID`` runs the triage rules over a stored run, stores the findings in its
-``findings.json`` and prints them; it never imports TensorFlow.
+``analyze RUN_ID`` prints a stored run's analysis (findings with evidence, steps,
+``breakdown_ms``): the one stored when the run was, derived again only when the analysis
+version changed (or with ``--recompute``); it never imports TensorFlow.
 
 Registered in ``profilers.cli.COMMAND_MODULES``. Must not import tensorflow, pynvml or
 streamlit.
@@ -23,47 +24,17 @@ from profilers.errors import BadInput, CaptureFailed, DependencyMissing
 from profilers.model import RunProfile
 from profilers.store import RunStore
 
-def experiment_context(store: RunStore, profile: RunProfile) -> dict[str, Any]:
-    """The other runs of the run's experiment (counterfactuals, the NumPy baseline), and
-    trace facts the run's results lack (read from its capture through xprof, cached)."""
-    ctx: dict[str, Any] = {"experiment": [], "trace_facts": trace_facts(profile)}
-    exp = profile.manifest.get("experiment_id")
-    if not exp:
-        return ctx
-    df = store.list()
-    rows = df[df["experiment_id"] == exp]
-    ctx["experiment"] = [{"variant": r.variant, "status": r.status, "run_id": r.run_id,
-                          "median_ms": None if r.median_ms != r.median_ms else float(r.median_ms)}
-                         for r in rows.itertuples() if r.run_id != profile.run_id]
-    return ctx
+def analyze_profile(store: RunStore | None, profile: RunProfile, *, save: bool,
+                    recompute: bool = False) -> dict[str, Any]:
+    """Findings + steps + breakdown_ms of one run, as its stored analysis has them (derived
+    again only for another analysis version, or ``recompute``; stored back when ``save``)."""
+    from profilers import stored_analysis
 
-
-def trace_facts(profile: RunProfile) -> dict[str, Any]:
-    """Eager share of a marked capture (workload runs), when the results do not have it.
-    An unreadable or absent capture gives no facts, with the reason."""
-    res = profile.manifest.get("results") or {}
-    xplane = profile.xplane_path()
-    if res.get("eager_share") is not None or xplane is None or not xplane.is_file():
-        return {}
-    from profilers import step_inference, xprof_tools
-    from profilers.errors import BadTable, TraceUnavailable
-
-    try:
-        events = xprof_tools.trace_events(xplane)
-    except (TraceUnavailable, DependencyMissing, BadTable) as exc:
-        return {"unavailable": f"{type(exc).__name__}: {exc.message}"}
-    return step_inference.eager_facts(events, profile.table("steps")) or {}
-
-
-def analyze_profile(store: RunStore | None, profile: RunProfile, *, save: bool) -> dict[str, Any]:
-    """Findings + steps + breakdown_ms of one run; findings stored when ``save``."""
-    ctx = experiment_context(store, profile) if store is not None else {"experiment": []}
-    findings = triage.evaluate(profile, ctx)
-    profile.findings = findings
-    if save and store is not None and profile.run_dir is not None:
-        store.update(profile)
+    profile = stored_analysis.current_analysis(store if save else None, profile, recompute=recompute)
+    analysis_doc = profile.manifest.get("analysis") or {}
     return {"run_id": profile.run_id, "status": profile.manifest.get("status"),
-            "findings": findings, **triage.summary(profile)}
+            "findings": profile.findings, **triage.summary(profile),
+            "analysis": {"version": analysis_doc.get("version"), "warnings": analysis_doc.get("warnings") or []}}
 
 
 # -- printing -----------------------------------------------------------------------------------
@@ -73,7 +44,12 @@ def print_report(doc: dict[str, Any]) -> None:
           f"median {fmt_ms(steps['median_ms'])} ms")
     if doc.get("breakdown_ms"):
         parts = [f"{k} {fmt_ms(v)}" for k, v in doc["breakdown_ms"].items() if v]
-        print("breakdown (ms per step): " + (", ".join(parts) or "(all zero)"))
+        print("breakdown (ms per median step): " + (", ".join(parts) or "(all zero)"))
+    else:
+        why = (doc.get("unavailable") or {}).get("breakdown_ms") or "the run has no breakdown"
+        print(f"breakdown: unavailable ({why})")
+    for w in (doc.get("analysis") or {}).get("warnings") or []:
+        print(f"analysis warning [{w['invariant']}]: {w['message']}")
     if not doc["findings"]:
         print("No findings: no rule found a bottleneck in the data this run has.")
     for f in doc["findings"]:
@@ -195,6 +171,8 @@ def export_bundle(profile: RunProfile, dest: Path) -> str:
 # -- analyze ------------------------------------------------------------------------------------
 def _analyze_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", help="a run id (see `sgdscope list`) or a bundle .zip")
+    p.add_argument("--recompute", action="store_true",
+                   help="derive the analysis again even when the stored one is current")
 
 
 def load_target(store: RunStore, target: str) -> tuple[RunProfile, bool]:
@@ -211,7 +189,7 @@ def load_target(store: RunStore, target: str) -> tuple[RunProfile, bool]:
          _analyze_args)
 def cmd_analyze(args: argparse.Namespace, store: RunStore) -> int:
     profile, stored = load_target(store, args.target)
-    doc = analyze_profile(store if stored else None, profile, save=stored)
+    doc = analyze_profile(store if stored else None, profile, save=stored, recompute=args.recompute)
     if args.json:
         emit_json(doc)
     else:

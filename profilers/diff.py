@@ -49,12 +49,23 @@ def _per_category(breakdown: pd.DataFrame, steps: pd.DataFrame) -> dict[str, flo
 
 
 def category_delta(a_steps: pd.DataFrame, b_steps: pd.DataFrame, a_breakdown: pd.DataFrame | None = None,
-                   b_breakdown: pd.DataFrame | None = None) -> tuple[pd.DataFrame, str]:
-    """(table of ``CATEGORY_COLUMNS``, source): per-category ms per median step, A vs B."""
+                   b_breakdown: pd.DataFrame | None = None, *,
+                   stored: tuple[Mapping[str, Any], Mapping[str, Any]] | None = None) -> tuple[pd.DataFrame, str]:
+    """(table of ``CATEGORY_COLUMNS``, source): per-category ms per median step, A vs B.
+
+    ``stored`` gives the two runs' stored ``results``: their ``step_ms.median`` and
+    ``breakdown_ms`` are used as they are (the one analysis), the tables only for runs
+    that have none stored."""
     a_med = step_stats(a_steps)["median"]
     b_med = step_stats(b_steps)["median"]
     a_cat = _per_category(a_breakdown, a_steps) if a_breakdown is not None else None
     b_cat = _per_category(b_breakdown, b_steps) if b_breakdown is not None else None
+    if stored is not None:
+        a_res, b_res = stored
+        a_med = (a_res.get("step_ms") or {}).get("median", a_med)
+        b_med = (b_res.get("step_ms") or {}).get("median", b_med)
+        a_cat = a_res.get("breakdown_ms") or a_cat
+        b_cat = b_res.get("breakdown_ms") or b_cat
     rows: list[dict[str, Any]] = []
     source = "step_ms"
     if a_cat and b_cat:
@@ -204,7 +215,8 @@ def diff_runs(a: RunProfile, b: RunProfile) -> RunDiff:
     a_steps, b_steps = a.table("steps"), b.table("steps")
     a_bd = a.tables.get("breakdown")
     b_bd = b.tables.get("breakdown")
-    categories, source = category_delta(a_steps, b_steps, a_bd, b_bd)
+    categories, source = category_delta(a_steps, b_steps, a_bd, b_bd, stored=(
+        a.manifest.get("results") or {}, b.manifest.get("results") or {}))
     notes = []
     if source == "step_ms":
         missing = [x for x, t in (("A", a_bd), ("B", b_bd)) if t is None or t.empty]
@@ -218,6 +230,10 @@ def diff_runs(a: RunProfile, b: RunProfile) -> RunDiff:
             notes.append("only one run has an ops table: every op shows as added or removed")
         ops, unit = ops_diff(a.table("ops"), b.table("ops"), a_steps, b_steps)
     labels = (f"A: {a.manifest.get('variant') or a.run_id}", f"B: {b.manifest.get('variant') or b.run_id}")
+    if a.manifest.get("workload") != b.manifest.get("workload"):
+        notes.append(f"A and B are different workloads ({a.manifest.get('workload')} vs "
+                     f"{b.manifest.get('workload')}): their maths differ, so only the shape of "
+                     "their steps compares")
     return RunDiff(a=describe_run(a), b=describe_run(b), categories=categories, category_source=source,
                    ops=ops, ops_unit=unit, distributions=step_distributions(a_steps, b_steps, labels),
                    findings=findings_diff(a.findings, b.findings), notes=notes)

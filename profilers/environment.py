@@ -85,3 +85,79 @@ def collect_tf(tf: Any) -> dict[str, Any]:
         "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
         "built_with_cuda": tf.test.is_built_with_cuda(),
     }
+
+
+# -- the GEMM peak: what the machine's BLAS reaches, for the achieved-GFLOP/s comparison --------
+def machine_key() -> str:
+    """Host, CPU model, cores and NumPy version: what a cached machine measurement is for."""
+    import numpy as np
+
+    return "|".join([platform.node(), platform.machine(), cpu_model(), str(os.cpu_count()),
+                     f"numpy {np.__version__}"])
+
+
+def _peak_key(dtype: str, threads: int | None) -> str:
+    return f"{machine_key()}|{dtype}|threads={threads}"
+
+
+def blas_threads() -> int | None:
+    """The threads NumPy's BLAS uses now (threadpoolctl), or None when it cannot tell."""
+    pools = [p for p in blas_info() if p.get("user_api") == "blas"]
+    return int(pools[0]["num_threads"]) if pools and pools[0].get("num_threads") else None
+
+
+def gemm_peak(cache_dir: Any, *, dtype: str = "float32", n: int = 1024, min_time_s: float = 0.3,
+              refresh: bool = False) -> dict[str, Any]:
+    """The best ``n×n @ n×n`` GFLOP/s NumPy reaches here, in ``dtype`` with the BLAS threads
+    this process uses: the peak an achieved GFLOP/s figure is compared with.
+
+    Measured in the worker, never in analysis. The cache ``<cache_dir>/gemm_peak.json`` is
+    keyed by host, CPU, NumPy version, dtype and thread count, and keeps the *highest*
+    figure ever measured for a key: a peak is a capability, so a measurement taken while
+    the machine was busy never lowers it (a low peak once made an achieved figure look
+    11x above it). ``n`` = 1024 is large enough for OpenBLAS to reach its plateau.
+    """
+    import json
+    import time
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    import numpy as np
+
+    from profilers.model import atomic_write_text, dumps
+
+    threads = blas_threads()
+    path = Path(cache_dir) / "gemm_peak.json"
+    key = _peak_key(dtype, threads)
+    known: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            known = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            known = {}  # a damaged cache is measured again and rewritten
+        if not isinstance(known, dict):
+            known = {}
+    hit = known.get(key)
+    if isinstance(hit, dict) and not refresh and hit.get("n") == n and isinstance(hit.get("gflops"), (int, float)):
+        return {**hit, "cached": True}
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n)).astype(dtype)
+    b = rng.standard_normal((n, n)).astype(dtype)
+    a @ b  # warm-up: BLAS threads, page faults
+    best, spent = float("inf"), 0.0
+    while spent < min_time_s:
+        t0 = time.perf_counter()
+        a @ b
+        dt = time.perf_counter() - t0
+        best = min(best, dt)
+        spent += dt
+    gflops = 2.0 * n ** 3 / best / 1e9
+    if isinstance(hit, dict) and hit.get("n") == n and isinstance(hit.get("gflops"), (int, float)):
+        gflops = max(gflops, float(hit["gflops"]))
+    entry = {"gflops": gflops, "n": n, "dtype": dtype, "threads": threads,
+             "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+             "source": f"best {dtype} {n}x{n} NumPy matmul with {threads} BLAS thread(s); "
+                       "highest ever measured on this machine"}
+    known[key] = entry
+    atomic_write_text(path, dumps(known))
+    return {**entry, "cached": False}

@@ -12,6 +12,7 @@ COMPUTE = ("forward", "backward", "optimizer_update")
 WORDS = {
     "input_wait": "waiting for input",
     "framework_overhead": "framework overhead",
+    "cpu_contention": "waiting for a CPU core other processes held",
     "host_device_transfer": "host↔device copies",
     "compile_trace": "tracing and compiling",
     "other": "ops outside the step's name scopes",
@@ -34,6 +35,7 @@ def explain_run(variant: str, results: Mapping[str, Any],
     if not bd or not step:
         return None
     maths = sum(bd.get(c, 0.0) for c in COMPUTE)
+    other = bd.get("other", 0.0)
     top = max(bd, key=lambda c: bd[c])
     parts = [f"{variant}: {fmt_time(step)}/step"]
     if top in COMPUTE or maths >= 0.5 * step:
@@ -48,13 +50,18 @@ def explain_run(variant: str, results: Mapping[str, Any],
     else:
         text = f"of which {fmt_time(bd[top])} ({bd[top] / step:.0%}) is {WORDS.get(top, top)}"
         ops, calls = results.get("ops_per_step"), results.get("dispatches_per_step")
+        per = results.get("overhead_us_per_dispatch")  # the one stored figure, never recomputed
         if top == "framework_overhead" and ops:
-            text += f" over {ops:.0f} ops"
-            if calls:  # the overhead shared out over the trips through the framework
-                text += (f" in {calls:.0f} dispatch{'es' if round(calls) != 1 else ''}"
-                         f" (≈{bd[top] * 1e3 / calls:.0f} µs each)")
+            text += f" over {ops:.3g} ops"
+            if calls and per is not None:  # the overhead shared out over the trips through the framework
+                trips = (f"{calls:.3g} dispatch{'es' if calls != 1 else ''} per step" if calls >= 1
+                         else f"one dispatch every {1 / calls:.3g} steps")
+                text += f" in {trips} (≈{per:.3g} µs each)"
         parts.append(text)
-        parts.append(f"the maths takes {fmt_time(maths)}")
+        parts.append(f"the maths takes {fmt_time(maths)}" if maths > 0 else
+                     f"the maths is not split out of the ops ({fmt_time(other)} in ops outside the "
+                     "step's name scopes, e.g. XLA's fused kernels)" if other > 0 else
+                     "no op time was measured inside the step")
     sentence = ", ".join(parts[:2]) + ("; " + "; ".join(parts[2:]) if len(parts) > 2 else "")
     if baseline is not None and baseline[0] != variant:
         b_name, b_res = baseline

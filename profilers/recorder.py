@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import pandas as pd
 
+from profilers.contention import ContentionMeter
 from profilers.model import validate_table
 
 
@@ -59,9 +60,30 @@ class StepRecorder:
         self.profile_stop_ns: int | None = None
         self.profiler_error: str | None = None
         self.steps_done = 0
+        # Run-queue wait of the step thread over the measured span (the profiler window
+        # when there is one): CPU contention, kept out of framework overhead.
+        self._meter = ContentionMeter()
+        self._meter_on = False
 
     # -- profiler window -------------------------------------------------------------
+    def _maybe_start_meter(self) -> None:
+        if not self._meter_on and self._meter.result is None and self.steps_done >= self.warmup_steps:
+            self._meter.start()
+            self._meter_on = True
+
+    def _stop_meter(self) -> None:
+        if self._meter_on:
+            self._meter.stop()
+            self._meter_on = False
+
+    @property
+    def contention(self) -> dict[str, Any]:
+        """The meter's result (``available`` False with the reason when not measured)."""
+        return self._meter.result or {"available": False,
+                                      "reason": "no measured step ran (all were warm-up)"}
+
     def _maybe_start_profiler(self, step: int) -> None:
+        self._maybe_start_meter()
         if (self.profile_logdir is None or self._profiling or self._profiled_steps
                 or self.profiler_error or self.steps_done < self.warmup_steps):
             return
@@ -81,6 +103,7 @@ class StepRecorder:
         if force or self._profiled_steps >= self.profile_steps:
             import tensorflow as tf
 
+            self._stop_meter()  # before stop(), whose own 30-70 ms is not the steps'
             tf.profiler.experimental.stop()
             self._profiling = False
             self.profile_stop_ns = time.perf_counter_ns()
@@ -190,6 +213,7 @@ class StepRecorder:
     def finish(self) -> dict[str, pd.DataFrame]:
         """Stop the profiler if still open; return the ``steps`` and ``phases`` tables."""
         self._maybe_stop_profiler(force=True)
+        self._stop_meter()
         losses = {k: _to_float(v) for k, v in self._losses.items()}
         steps = pd.DataFrame(self._steps, columns=[
             "step", "epoch", "start_us", "wall_us", "warmup", "derived", "in_profile_window"])

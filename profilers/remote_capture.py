@@ -299,9 +299,9 @@ def attach(store: "RunStore", addresses: str | Sequence[Address], duration_ms: i
 
     import pandas as pd
 
-    from profilers import __version__, analysis, environment, scaleout, xprof_tools
+    from profilers import analysis, environment, scaleout, stored_analysis, xprof_tools
     from profilers.errors import SgdscopeError
-    from profilers.model import SCHEMA_VERSION, RunProfile, empty_table
+    from profilers.model import RunProfile, empty_table, new_manifest
     from profilers.session import now_iso
     from profilers.store import new_id
 
@@ -334,7 +334,7 @@ def attach(store: "RunStore", addresses: str | Sequence[Address], duration_ms: i
             from profilers.script_worker import analyse_tf_capture
 
             got = analyse_tf_capture(staged / rel[0], recorder_steps=chief_steps, capture_start_us=0.0,
-                                     skip=0, max_steps=10**6)
+                                     skip=0, max_steps=10**6, cache_dir=staged / "cache")
             tables.update(got["tables"])
             results.update(got["results"])
             cap.update(got["capture"])
@@ -357,34 +357,19 @@ def attach(store: "RunStore", addresses: str | Sequence[Address], duration_ms: i
             steps = tables["steps"] = host[0]
         results.update({"steps": int(len(steps)), "step_ms": analysis.step_stats(steps),
                         "final_loss": None, "baseline_loss": None, "loss_matches_baseline": None})
-        if "breakdown" in tables and not tables["breakdown"].empty:
-            scaled = analysis.scaled_breakdown(tables["breakdown"], results["step_ms"]["median"])
-            results.update(breakdown_ms=scaled["breakdown_ms"], breakdown_window_ms=scaled["window_ms"],
-                           breakdown_scale=scaled["scale"])
-        manifest = {
-            "schema_version": SCHEMA_VERSION, "sgdscope_version": __version__,
-            "run_id": run_id, "experiment_id": None, "order": 0,
-            "workload": "attach", "variant": name,
-            "params": {"addresses": [str(a) for a in addrs], "duration_ms": int(duration_ms)},
-            "status": "ok", "error": None, "stderr_tail": "", "created_at": started,
-            "timings": {"started_at": started, "finished_at": now_iso(), "wall_s": time.perf_counter() - t0},
-            "environment": {"sgdscope_host": environment.collect()}, "results": results, "capture": cap,
-            "samplers": {}, "source": "attach",
-        }
+        cap.setdefault("cpu_contention", {"available": False, "reason": "an attached job runs in other "
+                                          "processes: their run-queue wait is not read"})
+        manifest = new_manifest(
+            run_id=run_id, workload="attach", variant=name, status="ok", source="attach",
+            params={"addresses": [str(a) for a in addrs], "duration_ms": int(duration_ms)},
+            created_at=started,
+            timings={"started_at": started, "finished_at": now_iso(), "wall_s": time.perf_counter() - t0},
+            environment={"sgdscope_host": environment.collect()}, results=results, capture=cap)
         profile = RunProfile(manifest=manifest, tables=tables)
         profile.run_dir = staged
-        profile.findings = _findings(profile)
+        stored_analysis.analyse_before_commit(profile, None)
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)  # nothing half-written stays behind
         raise
     store.commit(profile, staged)
     return profile
-
-
-def _findings(profile: "RunProfile") -> list[dict[str, Any]]:
-    """The triage rules over the run, with the distributed rules added to the registry."""
-    from profilers import triage, triage_distributed
-
-    rules = dict(triage.RULES)
-    triage_distributed.register(rules)
-    return triage.evaluate(profile, rules=rules)

@@ -12,15 +12,14 @@ timeout and the cancel, and stores a failed run if this process dies.
 2. Run the script unchanged (as ``__main__``, or call ``--function``), with the samplers.
    Its stdout/stderr go to the experiment's worker files and are kept in the run's
    ``logs/``; its exit code and traceback go in ``manifest["script"]``.
-3. Cut the capture into steps (Keras markers, or ``step_inference`` on the trace), build
-   the breakdown (``profilers.breakdown``), keep the trace facts the rules need, run the
-   triage rules, and commit the run.
+3. Cut the capture into steps (Keras markers, or ``step_inference`` on the trace); the
+   breakdown, facts and findings then come from ``profilers.analysis`` like every run's
+   (``stored_analysis.analyse_before_commit``), and the run is committed.
 
 Imports TensorFlow only when the script uses it. Must not import streamlit.
 """
 from __future__ import annotations
 
-import linecache
 import os
 import sys
 import time
@@ -30,9 +29,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from profilers import __version__, analysis, environment, triage
+from profilers import analysis, environment, stored_analysis
 from profilers.errors import SgdscopeError
-from profilers.model import SCHEMA_VERSION, CATEGORIES, RunProfile, empty_table, validate_table
+from profilers.model import CATEGORIES, RunProfile, empty_table, new_manifest, validate_table
 from profilers.session import emit, now_iso
 from profilers.spec import ExperimentSpec
 from profilers.store import RunStore, new_id
@@ -66,83 +65,37 @@ def _steps_frame(start_us: np.ndarray, wall_us: np.ndarray, skip: int, *, in_win
 
 # -- TensorFlow runs ------------------------------------------------------------------------------
 def analyse_tf_capture(xplane: Path, recorder_steps: pd.DataFrame | None,
-                       capture_start_us: float, skip: int, max_steps: int) -> dict[str, Any]:
-    """Steps, breakdown and trace facts of a TF capture. Returns ``{"tables", "results",
-    "capture"}``; raises ``TraceUnavailable``/``BadTable`` when the capture cannot be read."""
-    from profilers import breakdown as bd
+                       capture_start_us: float, skip: int, max_steps: int,
+                       cache_dir: Path | None = None) -> dict[str, Any]:
+    """The steps of a TF capture: the recorder's (Keras step markers in the trace) or,
+    for a custom loop, inferred from the trace (``profilers.step_inference``). Returns
+    ``{"tables": {"steps"?}, "results", "capture"}``; everything else about the capture
+    (breakdown, op counts, eager share, tf.function facts) is derived by
+    ``profilers.analysis`` like any run's. Raises ``TraceUnavailable``/``BadTable`` when the
+    capture cannot be read."""
     from profilers import step_inference as si
     from profilers import xprof_tools as xt
 
-    events_all = xt.trace_events(xplane)
-    consumer = si.consumer_view(events_all)
-    m_steps, m_start, m_end = si.marker_windows(events_all)
-    results: dict[str, Any] = {}
+    events_all = xt.trace_events(xplane, cache_dir=cache_dir)
+    m_steps, _, _ = si.marker_windows(events_all)
     capture: dict[str, Any] = {}
     if len(m_steps) and recorder_steps is not None and not recorder_steps.empty:
         steps = recorder_steps.copy()
         steps["in_profile_window"] = steps["step"].isin(set(m_steps.tolist()))
-        steps = validate_table("steps", steps)
-        events = consumer
         capture["steps_from"] = "markers"
-        results["breakdown_source"] = ("TF trace inside the Keras step markers sgdscope added "
-                                       "(profilers.breakdown.breakdown_from_trace)")
-        win = steps[steps["in_profile_window"]]
-        # Marker windows on the trace clock, in step order, for the trace facts below.
-        order = np.argsort(m_steps)
-        w_start, w_end, w_steps = m_start[order], m_end[order], m_steps[order]
-        measured_mask = ~win.set_index("step").loc[w_steps, "warmup"].to_numpy(dtype=bool) \
-            if len(win) else np.zeros(0, dtype=bool)
-    else:
-        cut = si.infer_steps(events_all)
-        capture["steps_from"] = "inferred" if cut.count else "none"
-        capture["step_inference"] = {**cut.details, "reason": cut.reason, "method": cut.method}
-        if not cut.count:
-            return {"tables": {}, "results": results, "capture": capture}
-        keep = min(cut.count, skip + max_steps)
-        cut.start_us, cut.end_us = cut.start_us[:keep], cut.end_us[:keep]
-        steps = _steps_frame(cut.start_us + capture_start_us, cut.end_us - cut.start_us, min(skip, max(keep - 1, 0)))
-        events = xt.conform("events", pd.concat([consumer, si.marker_events(cut)], ignore_index=True))
-        results["breakdown_source"] = ("TF trace, steps inferred from the repeated dispatches "
-                                       "(profilers.step_inference), attributed by "
-                                       "profilers.breakdown.breakdown_from_trace")
-        w_start, w_end = cut.start_us, cut.end_us
-        measured_mask = ~steps["warmup"].to_numpy(dtype=bool)
-    breakdown = bd.breakdown_from_trace(steps, events)
-    bd.check_breakdown(breakdown, steps)
-    tables = {"steps": steps, "breakdown": breakdown}
-    # Trace facts for the rules.
-    _, lane = si.dispatch_sequence(events_all)
-    eager_us = si.eager_time(events_all, w_start, w_end, lane)
-    wall_us = w_end - w_start
-    if measured_mask.any():
-        results["eager_share"] = float(eager_us[measured_mask].sum() / wall_us[measured_mask].sum())
-        results["eager_ms_per_step"] = float(np.median(eager_us[measured_mask]) / 1e3)
-    try:
-        per = bd.ops_per_step(steps, events)
-        meas = per[per["step"].isin(set(steps.loc[~steps["warmup"], "step"]))]
-        if not meas.empty:
-            results["eager_ops_per_step"] = float(meas["eager_ops"].median())
-            results["function_calls_per_step"] = float(meas["function_calls"].median())
-            results["graph_ops_per_step"] = float(meas["graph_ops"].median())
-    except SgdscopeError as exc:
-        capture["ops_per_step_error"] = exc.message
-    ends = events_all["ts_us"] + events_all["dur_us"]
-    results["capture_ms"] = float((ends.max() - events_all["ts_us"].min()) / 1e3) if len(events_all) else None
-    fns = si.function_calls(events_all)
-    results["tf_functions"] = fns.to_dict(orient="records")
-    try:
-        pipe = xt.convert(xplane, "input_pipeline_analyzer", {})
-        stages = pipe.table("input_stages").sort_values("self_ms", ascending=False).head(5)
-        results["input_stages"] = [{"stage": str(r.stage), "self_ms": float(r.self_ms),
-                                    "self_pct": float(r.self_pct), "count": int(r.count)}
-                                   for r in stages.itertuples()]
-        if pipe.info.get("steps"):
-            results["xprof_input_conclusion"] = pipe.info.get("input_conclusion")
-        ops = xt.convert(xplane, "framework_op_stats", {}).table("ops")
-        tables["ops"] = validate_table("ops", ops, " (framework_op_stats)")
-    except SgdscopeError as exc:
-        capture["xprof_tools_error"] = f"{type(exc).__name__}: {exc.message}"
-    return {"tables": tables, "results": results, "capture": capture}
+        return {"tables": {"steps": validate_table("steps", steps)}, "results": {}, "capture": capture}
+    cut = si.infer_steps(events_all)
+    capture["steps_from"] = "inferred" if cut.count else "none"
+    capture["step_inference"] = {**cut.details, "reason": cut.reason, "method": cut.method}
+    if not cut.count:
+        return {"tables": {}, "results": {}, "capture": capture}
+    keep = min(cut.count, skip + max_steps)
+    start_us, end_us = cut.start_us[:keep], cut.end_us[:keep]
+    steps = _steps_frame(start_us + capture_start_us, end_us - start_us, min(skip, max(keep - 1, 0)))
+    # Where the inferred steps sit on the trace clock, so the analysis can mark them again.
+    capture.update(trace_offset_us=float(capture_start_us),
+                   inferred_lane=list(cut.lane) if cut.lane else None)
+    return {"tables": {"steps": steps}, "results": {}, "capture": capture}
 
 
 # -- runs without TensorFlow ------------------------------------------------------------------------
@@ -299,7 +252,11 @@ def profile_script(spec: ExperimentSpec, exp_dir: Path, store: RunStore) -> RunP
     started = now_iso()
     samplers.start()
     harness_error = None
+    from profilers.contention import ContentionMeter
+
+    meter = ContentionMeter()  # the script's thread waiting for a core (a busy machine)
     try:
+        meter.start()
         from profilers.fixes import apply as apply_fixes  # sgdscope whatif: fixes from outside the script
 
         with apply_fixes(list(p.get("fixes") or []), [str(script), *scan.files]) as applied_fixes, \
@@ -314,6 +271,7 @@ def profile_script(spec: ExperimentSpec, exp_dir: Path, store: RunStore) -> RunP
                 print(harness_error, file=sys.stderr)
                 outcome = ScriptOutcome(exit_code=2, exception=harness_error)
     finally:
+        meter.stop()
         samples = samplers.stop()
     wall_s = (time.perf_counter_ns() - t0) / 1e9
     emit(exp_dir, "phase", text="analysing the capture")
@@ -327,6 +285,11 @@ def profile_script(spec: ExperimentSpec, exp_dir: Path, store: RunStore) -> RunP
     tables: dict[str, pd.DataFrame] = {"samples": samples}
     results: dict[str, Any] = {}
     cap_info: dict[str, Any] = {"profiled": True, "xplane": None, "source": "script"}
+    recorder = getattr(capture, "recorder", None)
+    if recorder is not None and recorder.steps_done:  # Keras fit: over the marked steps
+        cap_info["cpu_contention"] = recorder.contention
+    else:
+        cap_info["cpu_contention"] = {**(meter.result or {}), "span": "the whole script run"}
     if tf is not None:
         env["tensorflow"] = environment.collect_tf(tf)  # after the run: the script's thread settings
         env["tensorflow"]["import_s"] = import_s
@@ -343,7 +306,7 @@ def profile_script(spec: ExperimentSpec, exp_dir: Path, store: RunStore) -> RunP
             cap_info["xplane"] = str(xplane.relative_to(staged))
             start_us = cap_info["window"]["start_us"] or 0.0
             try:
-                got = analyse_tf_capture(xplane, rec_steps, start_us, skip, max_steps)
+                got = analyse_tf_capture(xplane, rec_steps, start_us, skip, max_steps, cache_dir=staged / "cache")
                 tables.update(got["tables"])
                 results.update(got["results"])
                 cap_info.update(got["capture"])
@@ -374,19 +337,16 @@ def profile_script(spec: ExperimentSpec, exp_dir: Path, store: RunStore) -> RunP
                                   else f"the script exited with code {outcome.exit_code}")
     stderr_tail = outcome.traceback or (staged / "logs" / "stderr.txt").read_text(
         encoding="utf-8", errors="replace")[-STDERR_TAIL_CHARS:]
-    manifest = {
-        "schema_version": SCHEMA_VERSION, "sgdscope_version": __version__,
-        "run_id": run_id, "experiment_id": spec.experiment_id, "order": 0,
-        "workload": "script", "variant": variant, "params": p,
-        "status": status, "error": error, "stderr_tail": stderr_tail[-STDERR_TAIL_CHARS:],
-        "created_at": started,
-        "timings": {"started_at": started, "finished_at": now_iso(), "wall_s": wall_s},
-        "environment": env, "results": results, "capture": cap_info,
-        "samplers": samplers.status(), "source": "script", "script": script_info,
-    }
+    manifest = new_manifest(
+        run_id=run_id, experiment_id=spec.experiment_id, order=0,
+        workload="script", variant=variant, params=p,
+        status=status, error=error, stderr_tail=stderr_tail[-STDERR_TAIL_CHARS:], created_at=started,
+        timings={"started_at": started, "finished_at": now_iso(), "wall_s": wall_s},
+        environment=env, results=results, capture=cap_info,
+        samplers=samplers.status(), source="script", script=script_info)
     profile = RunProfile(manifest=manifest, tables=tables)
     profile.run_dir = staged
-    profile.findings = triage.evaluate(profile)
+    stored_analysis.analyse_before_commit(profile, store)
     store.commit(profile, staged)
     emit(exp_dir, "variant_end", variant=variant, run_id=run_id, status=status)
     return profile

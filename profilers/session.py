@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from profilers.errors import CaptureFailed, RunNotFound, SgdscopeError
-from profilers.model import SCHEMA_VERSION, RunProfile, atomic_write_text, dumps
+from profilers.model import RunProfile, atomic_write_text, dumps
 from profilers.spec import ExperimentSpec
 from profilers.store import RunStore, leave_if_forked, new_id
 
@@ -344,16 +344,12 @@ def failed_run(spec: ExperimentSpec, variant: str, status: str, error: str,
                stderr_tail: str, order: int, run_id: str | None = None,
                source: str = "workload") -> RunProfile:
     """A run that never finished: manifest only, with its reason."""
-    from profilers import __version__
+    from profilers.model import new_manifest
 
-    return RunProfile(manifest={
-        "schema_version": SCHEMA_VERSION, "sgdscope_version": __version__,
-        "run_id": run_id or new_id(spec.workload, variant), "experiment_id": spec.experiment_id,
-        "workload": spec.workload, "variant": variant, "params": spec.params,
-        "status": status, "error": error, "stderr_tail": stderr_tail, "created_at": now_iso(),
-        "timings": {}, "environment": {}, "results": {}, "order": order,
-        "capture": {"profiled": False, "xplane": None}, "samplers": {}, "source": source,
-    })
+    return RunProfile(manifest=new_manifest(
+        run_id=run_id or new_id(spec.workload, variant), experiment_id=spec.experiment_id,
+        workload=spec.workload, variant=variant, params=spec.params, status=status, error=error,
+        stderr_tail=stderr_tail, created_at=now_iso(), order=order, source=source))
 
 
 def finish_experiment(exp_dir: Path, spec: ExperimentSpec, store: RunStore, status: str,

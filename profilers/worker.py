@@ -16,8 +16,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from profilers import __version__, analysis, environment
-from profilers.model import SCHEMA_VERSION, RunProfile
+from profilers import analysis, environment, stored_analysis
+from profilers.model import RunProfile, new_manifest
 from profilers.recorder import StepRecorder
 from profilers.session import emit, now_iso
 from profilers.spec import ExperimentSpec
@@ -93,25 +93,23 @@ def run_variant(spec: ExperimentSpec, workload: Any, params: dict[str, Any], dat
         "xplane": xplane,
         "window_steps": spec.profile_steps if wants_trace else None,
         "overhead": analysis.profile_overhead(tables["steps"]) if xplane else None,
+        "cpu_contention": rec.contention,
         "unavailable_reason": None if xplane else (
             rec.profiler_error or ("profiling was off for this experiment" if not spec.profile else
                                    "not a TensorFlow variant: no TF trace; the breakdown comes from "
                                    "phase spans" if not wants_trace else "the profiler wrote no xplane")),
     }
-    manifest = {
-        "schema_version": SCHEMA_VERSION, "sgdscope_version": __version__,
-        "run_id": run_id, "experiment_id": spec.experiment_id, "order": order,
-        "workload": spec.workload, "variant": variant, "params": params,
-        "status": status, "error": error, "stderr_tail": tb[-4000:], "created_at": started,
-        "timings": {"started_at": started, "finished_at": now_iso(), "wall_s": wall_s},
-        "environment": env, "results": results, "capture": capture,
-        "samplers": samplers.status(), "source": "workload",
-        "flops_per_step": workload.flops_per_step(params),
-    }
+    manifest = new_manifest(
+        run_id=run_id, experiment_id=spec.experiment_id, order=order,
+        workload=spec.workload, variant=variant, params=workload.params_for(variant, params),
+        status=status, error=error, stderr_tail=tb[-4000:], created_at=started,
+        timings={"started_at": started, "finished_at": now_iso(), "wall_s": wall_s},
+        environment=env, results=results, capture=capture,
+        samplers=samplers.status(), source="workload",
+        flops_per_step=workload.flops_per_step(params))
     profile = RunProfile(manifest=manifest, tables=tables)
     profile.run_dir = staged
-    if status == "ok":
-        analysis.finalize(profile, machine_dir=store.home / "_machine")
+    stored_analysis.analyse_before_commit(profile, store)
     store.commit(profile, staged)
     emit(exp_dir, "variant_end", variant=variant, run_id=run_id, status=status,
          done=int(len(tables["steps"])))
@@ -126,6 +124,10 @@ def main(exp_dir: Path) -> int:
     workload = WORKLOADS[spec.workload]
     params = spec.validate()
     env = environment.collect()
+    if workload.flops_per_step(params):
+        # The peak that achieved GFLOP/s is compared with: measured here, never in analysis.
+        emit(exp_dir, "phase", text="measuring this machine's GEMM peak")
+        env["gemm_peak"] = environment.gemm_peak(store.home / "_machine", dtype=workload.compute_dtype)
     if any(workload.variant(v).needs_tf for v in spec.variants):
         emit(exp_dir, "phase", text="importing TensorFlow")
         t = time.perf_counter()
@@ -151,6 +153,8 @@ def main(exp_dir: Path) -> int:
                 baseline_loss = profile.manifest["results"]["final_loss"]
     finally:
         workload.cleanup(data)
+    # Every run is judged again with the whole experiment in view (counterfactuals).
+    stored_analysis.rejudge_experiment(store, spec.experiment_id)
     return 0
 
 

@@ -314,7 +314,7 @@ def parse_input_pipeline(data: str | bytes) -> ToolResult:
 
 def parse_framework_op_stats(data: str | bytes) -> ToolResult:
     """framework_op_stats -> ``ops``; ``category`` is the step-time category of the op's scope."""
-    from profilers.breakdown import op_category  # one classification for ops and breakdown
+    from profilers.op_category import op_category  # one classification for ops and breakdown
 
     tables = _as_tables(json.loads(data))
     if not tables:

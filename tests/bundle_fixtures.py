@@ -2,7 +2,7 @@
 
 ``synthetic_run`` stores a run with seeded tables (steps, phases, breakdown, samples and,
 optionally, ops) and findings; ``profiled_run`` stores one of the committed real captures
-(``tests/data/<scenario>``: xplane + steps/phases) and runs ``analysis.finalize`` over it
+(``tests/data/<scenario>``: xplane + steps/phases) and runs ``analysis.analyse`` over it
 with xprof, so it has the breakdown and ops tables a profiled TF run has. ``snapshot``
 lists every file under a store with its hash, to prove a refused import wrote nothing.
 """
@@ -78,7 +78,9 @@ def profiled_run(store: RunStore, scenario: str = "tf_eager", findings: list[dic
     staged = store.staging_dir(rid)
     shutil.copytree(src / "trace", staged / "trace")
     profile.run_dir = staged
-    analysis.finalize(profile)
+    analysis.analyse(profile)
+    if findings is not None:  # a test that brings its own findings keeps them
+        profile.findings = findings
     store.commit(profile, staged)
     return store.load(rid)
 

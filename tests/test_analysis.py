@@ -1,5 +1,6 @@
-"""analysis.finalize over the committed real captures: every run gets a breakdown that adds
-up to its median step, TF runs get op statistics, and a corrupt trace never loses the run."""
+"""analysis.analyse over the committed real captures: every run gets a breakdown that adds
+up to its median step, TF runs get op statistics, every invariant holds, and a corrupt
+trace never loses the run."""
 from __future__ import annotations
 
 import shutil
@@ -8,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from profilers import analysis
+from profilers import analysis, invariants
 from profilers.model import CATEGORIES, RunProfile
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -26,14 +27,14 @@ def load_fixture(tmp_path: Path, name: str) -> RunProfile:
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_breakdown_adds_up_to_the_median_step(tmp_path, name):
     profile = load_fixture(tmp_path, name)
-    analysis.finalize(profile)
+    analysis.analyse(profile)
     res = profile.manifest["results"]
     assert "breakdown_error" not in res, res.get("breakdown_error")
     assert set(res["breakdown_ms"]) == set(CATEGORIES)
     assert sum(res["breakdown_ms"].values()) == pytest.approx(res["step_ms"]["median"], rel=0.05)
     assert all(v >= 0 for v in res["breakdown_ms"].values())
     expected_source = "trace" if profile.manifest["capture"].get("xplane") else "phases"
-    assert res["breakdown_source"] == expected_source
+    assert res["breakdown_source"] == analysis.SOURCE_TEXT[expected_source]
     if expected_source == "trace":
         assert not profile.table("ops").empty
         assert res["ops_per_step"] > 0
@@ -41,18 +42,77 @@ def test_breakdown_adds_up_to_the_median_step(tmp_path, name):
 
 def test_eager_step_is_mostly_framework_overhead(tmp_path):
     res = load_fixture(tmp_path, "tf_eager")
-    analysis.finalize(res)
+    analysis.analyse(res)
     bd = res.manifest["results"]["breakdown_ms"]
     assert max(bd, key=bd.get) == "framework_overhead"
-    assert res.manifest["results"]["overhead_us_per_op"] > 0
+    r = res.manifest["results"]
+    assert r["overhead_us_per_dispatch"] > 0
+    # One formula over one window: dispatches x cost per dispatch is the overhead itself.
+    assert r["overhead_us_per_dispatch"] * r["dispatches_per_step"] / 1e3 == \
+        pytest.approx(bd["framework_overhead"], rel=1e-9)
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_every_invariant_holds_on_every_fixture(tmp_path, name):
+    profile = load_fixture(tmp_path, name)
+    analysis.analyse(profile)
+    assert invariants.check(profile) == []
+    assert profile.manifest["analysis"]["warnings"] == []
+    assert profile.manifest["analysis"]["version"] == analysis.ANALYSIS_VERSION
+    res = profile.manifest["results"]
+    for key in ("ops_per_step", "dispatches_per_step", "overhead_us_per_dispatch", "eager_share"):
+        assert res.get(key) is not None or key in res["unavailable"], key  # a value, or why not
+
+
+def test_the_checker_catches_impossible_numbers():
+    res = {"step_ms": {"median": 0.25}, "breakdown_ms": {"framework_overhead": 2.0, "forward": 0.1},
+           "dispatches_per_step": 14.0, "overhead_us_per_dispatch": 270.0,
+           "gflops": {"compute": 75.0}, "gemm_peak_gflops": 6.58}
+    names = {v["invariant"] for v in invariants.check_results(res)}
+    assert {"breakdown_sums_to_step", "per_step_within_step", "dispatches_times_cost_within_step",
+            "gflops_within_peak"} <= names
+    findings = [
+        {"rule": "small_problem", "evidence": {"overhead_ms_per_step": 0.29},
+         "counterfactual": {"measured": True, "variant": "tf_xla", "speedup": 1.1}},
+        {"rule": "framework_overhead", "evidence": {}, "fix_traits": ["whole_loop"]},
+        {"rule": "eager_execution", "evidence": {}, "counterfactual": {"measured": True, "variant": "tf_function",
+                                                                         "speedup": 66.8}},
+    ]
+    exp = [{"variant": "tf_xla", "status": "ok", "median_ms": 0.3}, {"variant": "tf_function", "status": "ok",
+                                                                      "median_ms": 0.1}]
+    got = {v["invariant"] for v in invariants.check_findings(
+        findings, {"step_ms": {"median": 0.25}}, "tf_graph_loop", analysis.traits("tf_graph_loop"), exp)}
+    assert got == {"evidence_within_step", "counterfactual_is_faster", "recommendation_not_already_done",
+                   "findings_ranked_by_gain"}
+
+
+def test_contention_is_carved_out_of_framework_overhead_only():
+    bd = pd.DataFrame({"step": [1, 1, 1, 2, 2, 2], "category": ["forward", "framework_overhead", "cpu_contention"] * 2,
+                       "ms": [1.0, 0.5, 0.0, 3.0, 1.0, 0.0]})
+    out = analysis.carve_contention(bd, pd.DataFrame(), 0.4)
+    wide = out.pivot(index="step", columns="category", values="ms")
+    # step 1: 40% of 1.5 ms = 0.6 ms, but only 0.5 ms of overhead to take it from.
+    assert wide.loc[1, "cpu_contention"] == pytest.approx(0.5) and wide.loc[1, "framework_overhead"] == 0.0
+    assert wide.loc[2, "cpu_contention"] == pytest.approx(1.0) and wide.loc[2, "forward"] == 3.0
+    assert out.groupby("step")["ms"].sum().tolist() == pytest.approx([1.5, 4.0])
+
+
+def test_achieved_gflops_above_the_peak_is_never_shown(tmp_path):
+    profile = load_fixture(tmp_path, "numpy")
+    profile.manifest["flops_per_step"] = {"forward": 1e9, "backward": 1e9}
+    profile.manifest.setdefault("environment", {})["gemm_peak"] = {"gflops": 5.0, "dtype": "float32"}
+    analysis.analyse(profile)
+    res = profile.manifest["results"]
+    assert res.get("gflops") is None and "above" in res["unavailable"]["gflops"]
+    assert invariants.check(profile) == []
 
 
 def test_corrupt_trace_falls_back_to_phases_and_says_why(tmp_path):
     profile = load_fixture(tmp_path, "tf_function")
     profile.xplane_path().write_bytes(b"\x00not an xplane\xff" * 10)
-    analysis.finalize(profile)
+    analysis.analyse(profile)
     res = profile.manifest["results"]
-    assert res["breakdown_source"] == "phases"
+    assert res["breakdown_source"] == analysis.SOURCE_TEXT["phases"]
     assert "TraceUnavailable" in res["breakdown_error"]
     assert sum(res["breakdown_ms"].values()) == pytest.approx(res["step_ms"]["median"], rel=0.05)
 
@@ -76,7 +136,7 @@ def test_scaled_breakdown_keeps_shares():
 def test_gpu_seen_but_no_gpu_events_warns_with_the_cupti_fix(tmp_path):
     profile = load_fixture(tmp_path, "tf_function")
     profile.manifest["environment"] = {"tensorflow": {"gpus": ["/physical_device:GPU:0"]}}
-    analysis.finalize(profile)
+    analysis.analyse(profile)
     (warning,) = profile.manifest["capture"]["warnings"]
     assert warning["kind"] == "cupti_empty_gpu_trace" and "NVreg_RestrictProfilingToAdminUsers" in warning["message"]
     assert warning["evidence"]["trace_processes"] == ["/host:CPU"]

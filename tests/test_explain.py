@@ -7,6 +7,7 @@ NUMPY = {"step_ms": {"median": 0.009}, "gflops": {"compute": 0.5},
          "breakdown_ms": {"forward": 0.003, "backward": 0.003, "optimizer_update": 0.001,
                           "framework_overhead": 0.002, "input_wait": 0.0}}
 EAGER = {"step_ms": {"median": 4.9}, "ops_per_step": 37, "dispatches_per_step": 37,
+         "overhead_us_per_dispatch": 4.6e3 / 37,
          "breakdown_ms": {"forward": 0.05, "backward": 0.03, "optimizer_update": 0.02,
                           "framework_overhead": 4.6, "input_wait": 0.2}}
 
@@ -14,8 +15,23 @@ EAGER = {"step_ms": {"median": 4.9}, "ops_per_step": 37, "dispatches_per_step": 
 def test_overhead_bound_run_names_ops_and_the_baseline():
     text = explain_run("tf_eager", EAGER, ("numpy", NUMPY))
     assert text.startswith("tf_eager: 4.9 ms/step, of which 4.6 ms (94%) is framework overhead over 37 ops")
-    assert "in 37 dispatches (≈124 µs each)" in text and "the maths takes 100 µs" in text
+    assert "in 37 dispatches per step (≈124 µs each)" in text and "the maths takes 100 µs" in text
     assert "numpy does the whole step in 9 µs" in text
+
+
+def test_a_loop_compiled_whole_is_one_dispatch_every_few_steps_never_zero():
+    loop = {"step_ms": {"median": 0.0143}, "ops_per_step": 18.3, "dispatches_per_step": 0.1,
+            "overhead_us_per_dispatch": 133.5,
+            "breakdown_ms": {"forward": 0.0004, "backward": 0.0002, "optimizer_update": 0.0002,
+                             "framework_overhead": 0.0134, "other": 0.0003}}
+    text = explain_run("tf_graph_loop", loop)
+    assert "in one dispatch every 10 steps (≈134 µs each)" in text and "0 dispatches" not in text
+
+
+def test_xla_fused_maths_is_not_called_zero():
+    xla = {"step_ms": {"median": 1.0}, "breakdown_ms": {"framework_overhead": 0.9, "other": 0.1}}
+    text = explain_run("tf_xla", xla)
+    assert "the maths takes 0" not in text and "XLA's fused kernels" in text
 
 
 def test_compute_bound_run_compares_kernels():

@@ -250,19 +250,16 @@ def test_register_adds_the_rules_and_keeps_the_registry_sorted():
 
 
 # -- the variants' contract --------------------------------------------------------------------------
-def test_install_is_idempotent_and_adds_params_and_variants():
-    from workloads import distributed
+def test_mlp_declares_the_distributed_variants_and_their_params_only_for_them():
+    from workloads import WORKLOADS, distributed
 
-    class Fake:
-        params = {"samples": object()}
-        variants = {"numpy": object()}
-
-    runners: dict = {}
-    distributed.install(Fake, runners)
-    distributed.install(Fake, runners)
-    assert set(Fake.variants) == {"numpy", "mirrored", "multi_worker"}
-    assert set(Fake.params) == {"samples", "workers", "straggler", "straggler_ms"}
-    assert runners == distributed.RUNNERS
+    mlp = WORKLOADS["mlp"]
+    assert {"mirrored", "multi_worker"} <= set(mlp.variants)
+    assert {"workers", "straggler", "straggler_ms"} <= set(mlp.params)
+    params = mlp.resolve_params({})
+    assert not set(distributed.PARAMS) & set(mlp.params_for("numpy", params))
+    assert set(mlp.params_for("multi_worker", params)) >= set(distributed.PARAMS)
+    assert "straggler" not in mlp.params_for("mirrored", params)
 
 
 @pytest.mark.parametrize("change,message", [
@@ -276,7 +273,7 @@ def test_bad_params_fail_before_any_process_starts(change, message):
     params = {"workers": 2, "batch_size": 32, "straggler": -1, "straggler_ms": 50.0,
               "clip_norm": None, **change}
     with pytest.raises(BadInput, match=message):
-        distributed.run_multi_worker(params, None, None)  # no data, no recorder: never reached
+        distributed.run_multi_worker(params, None, None, None)  # no data, no recorder: never reached
 
 
 # -- the Workers page ------------------------------------------------------------------------------------

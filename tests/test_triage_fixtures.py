@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from profilers import triage
-from profilers.cli_triage import trace_facts
-from profilers.model import RunProfile, read_table_csv
+from profilers import analysis, triage
+from profilers.model import RunProfile
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -19,12 +18,12 @@ def load(name: str, tmp_path: Path) -> RunProfile:
     run_dir = tmp_path / name
     shutil.copytree(DATA / name, run_dir)  # xprof writes its cache beside the xplane
     profile = RunProfile.read(run_dir)
-    profile.tables["breakdown"] = read_table_csv("breakdown", run_dir / "golden" / "breakdown.csv")
+    analysis.derive(profile)  # the one analysis: breakdown and facts, as at store time
     return profile
 
 
 def verdicts(profile: RunProfile) -> dict[str, dict]:
-    findings = triage.evaluate(profile, {"experiment": [], "trace_facts": trace_facts(profile)})
+    findings = triage.evaluate(profile, {"experiment": []})
     for f in findings:
         assert f["severity"] in triage.SEVERITIES and "```" in f["recommendation"]
     return {f["rule"]: f for f in findings}
@@ -50,6 +49,7 @@ def test_cold_capture_shows_its_compilation(tmp_path):
 
 def test_numpy_run_gets_no_tensorflow_verdicts(tmp_path):
     profile = load("numpy", tmp_path)
-    assert trace_facts(profile) == {}  # no capture: no trace facts, not zeros
+    res = profile.manifest["results"]
+    assert res.get("eager_share") is None and "eager_share" in res["unavailable"]  # a reason, not a 0
     got = verdicts(profile)
     assert not set(got) & {"eager_execution", "retracing", "compilation", "gpu_underutilized"}

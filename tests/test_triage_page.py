@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from profilers import triage
 from profilers.store import RunStore
 from tests.test_triage_rules import make_run
 
@@ -19,6 +20,7 @@ def store(tmp_path, monkeypatch) -> RunStore:
     run = make_run({"input_wait": 0.3, "framework_overhead": 0.1, "backward": 0.6},
                    results={"input_stages": [{"stage": "Iterator::Root::Map", "self_ms": 5.0,
                                               "self_pct": 90.0, "count": 20}]})
+    run.findings = triage.evaluate(run)  # as the analysis stores them with the run
     s.save(run)
     return s
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from profilers import triage
-from profilers.model import CATEGORIES, RunProfile, validate_table
+from profilers.model import CATEGORIES, RunProfile, validate_table, new_manifest
 
 N_STEPS = 20
 
@@ -38,10 +38,11 @@ def make_run(shares: dict[str, float] | None = None, *, step_ms: float = 10.0, w
         tables["samples"] = validate_table("samples", samples)
     if ops is not None:
         tables["ops"] = validate_table("ops", ops)
-    manifest = {"run_id": "20260101-000000-script-train-abcdef", "experiment_id": "exp",
-                "workload": workload, "variant": variant, "status": "ok", "source": source,
-                "results": results or {}, "environment": environment or {"cpu_logical": 2, "affinity_cores": 2},
-                "capture": {}, "script": script or {}}
+    manifest = new_manifest(run_id="20260101-000000-script-train-abcdef", experiment_id="exp",
+                            workload=workload, variant=variant, status="ok", source=source,
+                            results=results or {},
+                            environment=environment or {"cpu_logical": 2, "affinity_cores": 2},
+                            capture={}, script=script or {})
     return RunProfile(manifest=manifest, tables=tables)
 
 
@@ -247,7 +248,8 @@ def test_registry_is_sorted_and_has_the_issue_rules():
 def test_a_run_without_tables_gets_no_finding_and_an_empty_summary():
     bare = RunProfile(manifest={"run_id": "x", "source": "script", "results": {}, "environment": {}})
     assert triage.evaluate(bare) == []
-    assert triage.summary(bare) == {"steps": {"count": 0, "median_ms": None}, "breakdown_ms": {}}
+    assert triage.summary(bare) == {"steps": {"count": 0, "median_ms": None}, "breakdown_ms": None,
+                                    "breakdown_window_ms": None, "unavailable": {}}
 
 
 def test_triage_is_pure():

@@ -27,8 +27,9 @@ and per-step collective time; ``results.per_worker`` summarises them
 Children are in this process's process group (the supervisor's kill reaches them), watch
 this process and exit when it is gone, and are terminated here on any error.
 
-Hook: ``install(Mlp, _RUNNERS)`` adds the params, variants and runners to the mlp
-workload (idempotent). TensorFlow is imported only in the children.
+The mlp declares ``PARAMS`` and ``VARIANTS`` among its own and calls ``run_mirrored`` /
+``run_multi_worker`` with its whole-data loss function, so this module never imports the
+mlp's (no import cycle). TensorFlow is imported only in the children.
 Must not import tensorflow, keras, pynvml or streamlit.
 """
 from __future__ import annotations
@@ -82,14 +83,6 @@ VARIANTS: dict[str, Variant] = {
                                             "server; optional planted straggler",
                             needs_tf=True, availability=tf_availability),
 }
-
-
-def install(workload_cls: type, runners: dict[str, Callable[..., VariantResult]]) -> None:
-    """Add ``PARAMS``, ``VARIANTS`` and their runners to a workload class (the mlp's) and its
-    runner registry. Safe to call more than once."""
-    workload_cls.params = {**workload_cls.params, **PARAMS}
-    workload_cls.variants = {**workload_cls.variants, **VARIANTS}
-    runners.update(RUNNERS)
 
 
 # -- the parent side -----------------------------------------------------------------------
@@ -199,9 +192,9 @@ def _read_tables(job_dir: Path, k: int) -> dict[str, pd.DataFrame]:
     return {name: read_table_csv(name, job_dir / f"{name}-{k}.csv") for name in ("steps", "phases")}
 
 
-def _run(params: Mapping[str, Any], data: Any, rec: "StepRecorder", mode: str) -> VariantResult:
+def _run(params: Mapping[str, Any], data: Any, rec: "StepRecorder", mode: str,
+         full_loss: Callable[[Any, list[np.ndarray]], float]) -> VariantResult:
     from profilers import scaleout
-    from workloads.mlp import full_loss
 
     workers, batch = int(params["workers"]), int(params["batch_size"])
     if batch % workers:
@@ -301,15 +294,11 @@ def _capture(job: _Job, rec: "StepRecorder", ready: list[Path]) -> list[Path]:
         job.signal("gate")
 
 
-def run_mirrored(params: Mapping[str, Any], data: Any, rec: "StepRecorder") -> VariantResult:
-    return _run(params, data, rec, "mirrored")
+def run_mirrored(params: Mapping[str, Any], data: Any, rec: "StepRecorder",
+                 full_loss: Callable[[Any, list[np.ndarray]], float]) -> VariantResult:
+    return _run(params, data, rec, "mirrored", full_loss)
 
 
-def run_multi_worker(params: Mapping[str, Any], data: Any, rec: "StepRecorder") -> VariantResult:
-    return _run(params, data, rec, "multi_worker")
-
-
-RUNNERS: dict[str, Callable[[Mapping[str, Any], Any, "StepRecorder"], VariantResult]] = {
-    "mirrored": run_mirrored,
-    "multi_worker": run_multi_worker,
-}
+def run_multi_worker(params: Mapping[str, Any], data: Any, rec: "StepRecorder",
+                     full_loss: Callable[[Any, list[np.ndarray]], float]) -> VariantResult:
+    return _run(params, data, rec, "multi_worker", full_loss)

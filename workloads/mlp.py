@@ -40,7 +40,9 @@ import numpy as np
 
 from profilers.errors import BadInput
 from workloads import Param, Variant, VariantResult, Workload, register
-from workloads.distributed import install as _install_distributed
+from workloads.distributed import PARAMS as DISTRIBUTED_PARAMS
+from workloads.distributed import VARIANTS as DISTRIBUTED_VARIANTS
+from workloads.distributed import run_mirrored, run_multi_worker
 from workloads.tfcommon import (PhaseFn, batch_dataset, clip_each, import_tf, keras_optimizer,
                                 no_phase, tf_availability, tracing_count)
 
@@ -197,6 +199,7 @@ class Mlp(Workload):
                               minimum=0),
         "seed": Param("seed", int, 0, "seed of data, teacher, initial weights and batch order",
                       minimum=0),
+        **DISTRIBUTED_PARAMS,  # workers, straggler, straggler_ms: read by mirrored/multi_worker only
     }
     variants = {
         "numpy": Variant("numpy", "hand-written forward, backward and Keras-formula update "
@@ -211,6 +214,7 @@ class Mlp(Workload):
         "keras_fit": Variant("keras_fit", "model.compile + model.fit on the same pre-permuted "
                                           "batches (shuffle off), jit_compile='auto', verbose=0",
                              needs_tf=True, availability=tf_availability),
+        **DISTRIBUTED_VARIANTS,  # mirrored, multi_worker (tf.distribute, in child processes)
     }
     baseline = "numpy"
     loss_rtol = 2e-3
@@ -475,8 +479,9 @@ _RUNNERS: dict[str, Callable[[Mapping[str, Any], MlpData, "StepRecorder"], Varia
     "tf_function": _run_tf_function,
     "tf_xla": _run_tf_xla,
     "keras_fit": _run_keras_fit,
+    # The tf.distribute variants run in child processes (workloads.distributed); the final
+    # loss over the whole data is the mlp's own.
+    "mirrored": lambda p, d, rec: run_mirrored(p, d, rec, full_loss),
+    "multi_worker": lambda p, d, rec: run_multi_worker(p, d, rec, full_loss),
 }
-
-# The tf.distribute variants (mirrored, multi_worker) and their params live in their own module.
-_install_distributed(Mlp, _RUNNERS)
 MLP = register(Mlp())

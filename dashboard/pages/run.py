@@ -129,8 +129,8 @@ def links(p: RunProfile) -> None:
         st.page_link(nav.path("compare"), label="Compare its experiment", icon=":material/compare_arrows:",
                      query_params={"exp": p.manifest["experiment_id"]})
     if nav.available("triage"):
-        st.session_state["triage_run_id"] = p.run_id  # the Triage page opens on this run
-        st.page_link(nav.path("triage"), label="Triage this run", icon=":material/troubleshoot:")
+        st.page_link(nav.path("triage"), label="Triage this run", icon=":material/troubleshoot:",
+                     query_params={"run": p.run_id})
 
 
 def main() -> None:
