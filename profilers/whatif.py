@@ -248,6 +248,7 @@ def run_whatif(store: RunStore, base_spec: Any, *, fixes: list[str] | None = Non
     else:
         chosen, by_rule, how = choose_fixes(findings)
     source = _user_source(original)
+    uses_tf = ((original.manifest.get("script") or {}).get("scan") or {}).get("uses_tf", True)
     arms: dict[str, list[RunProfile]] = {BASELINE: [original]}
     rows: dict[str, dict[str, Any]] = {}
     active: list[str] = []
@@ -255,7 +256,7 @@ def run_whatif(store: RunStore, base_spec: Any, *, fixes: list[str] | None = Non
         fix = fx.FIXES[name]
         rows[name] = {"fix": name, "changes": fix.changes, "changes_maths": fix.changes_maths,
                       "for_findings": by_rule.get(name, []), "applied": None, "reason": None, "runs": []}
-        reason = fix.static_reason(source)
+        reason = fix.static_reason(source) if uses_tf else "the script does not use TensorFlow"
         if reason:
             rows[name].update(applied=False, reason=reason)
         else:

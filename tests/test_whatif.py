@@ -300,3 +300,68 @@ def test_two_runs_that_drift_apart_give_no_measurable_gain():
     base3 = [rng.normal(m, 0.05, 50) for m in (10.0, 11.5, 10.8)]
     tight = [rng.normal(5.0, 0.05, 50) for _ in range(3)]
     assert wi.verdict(*wi.gain_interval(base3, tight))[0] == "faster"  # a 2x gain survives the drift
+
+
+# -- the orchestration, with fake runs (no TF) ---------------------------------------------------------
+def _fake_run(store: RunStore, fixes: list[str], step_ms: float, *, applied: bool = True, loss: float = 1.0,
+              findings: list[dict[str, Any]] | None = None) -> Any:
+    import pandas as pd
+
+    from profilers.model import RunProfile, new_manifest, validate_table
+    from profilers.store import new_id
+
+    rng = np.random.default_rng(abs(hash((tuple(fixes), step_ms))) % 2**32)
+    n = 23
+    wall = rng.normal(step_ms, step_ms * 0.01, n) * 1e3
+    steps = validate_table("steps", pd.DataFrame({
+        "step": np.arange(n), "epoch": 0, "start_us": np.cumsum(wall), "wall_us": wall,
+        "warmup": np.arange(n) < 3, "derived": False, "in_profile_window": True,
+        "loss": np.r_[np.full(n - 1, np.nan), loss]}))
+    report = {"requested": fixes, "step_scale": 1.0, "fixes": {
+        f: {"applied": applied, "reason": None if applied else "nothing to change", "sites": [], "details": {},
+            "notes": [], "changes_maths": False} for f in fixes}}
+    run_id = new_id("script", "train")
+    m = new_manifest(run_id=run_id, workload="script", variant="train", status="ok", source="script",
+                     experiment_id=new_id("exp", "script"),
+                     results={"final_loss": loss, "step_ms": {"median": step_ms}},
+                     script={"path": "/nonexistent/train.py", "fixes": report,
+                             "scan": {"uses_tf": True, "files": []}})
+    p = RunProfile(manifest=m, tables={"steps": steps}, findings=findings or [])
+    store.save(p)
+    return store.load(run_id)
+
+
+def test_orchestration_interleaves_drops_unapplied_fixes_combines_winners_and_relabels(tmp_path, monkeypatch):
+    store = RunStore(tmp_path)
+    launched: list[tuple[str, ...]] = []
+    speed = {(): 10.0, ("prefetch",): 8.0, ("parallel_map",): 5.0, ("prefetch", "parallel_map"): 4.0,
+             ("data_options",): 10.0}
+
+    def fake_run(self, fixes, label):
+        launched.append(tuple(fixes))
+        return _fake_run(store, list(fixes), speed[tuple(fixes)], applied=fixes != ["data_options"])
+
+    monkeypatch.setattr(wi._Runner, "run", fake_run)
+    original = _fake_run(store, [], 10.0, findings=[{"rule": "input_bound", "severity": "high", "share": 0.5,
+                                                      "evidence": {}, "recommendation": ""}])
+    spec = type("S", (), {"params": {"script": "/nonexistent/train.py"}, "variants": ["train"]})()
+    monkeypatch.setattr(wi, "_user_source", lambda p: "tf.data.Dataset .map( with_options")
+    doc = wi.run_whatif(store, spec, repeat=3, original=original)
+    # round 1 (the original is its baseline), then rounds 2 and 3 without the fix that changed nothing
+    assert launched == [("prefetch",), ("parallel_map",), ("data_options",),
+                        (), ("prefetch",), ("parallel_map",), (), ("prefetch",), ("parallel_map",),
+                        ("prefetch", "parallel_map"), ("prefetch", "parallel_map"), ("prefetch", "parallel_map")]
+    rows = by_fix(doc)
+    assert [r["fix"] for r in doc["fixes"]] == ["parallel_map", "prefetch", "data_options"]
+    assert rows["parallel_map"]["gain"] == pytest.approx(2.0, rel=0.03)
+    assert rows["data_options"]["applied"] is False and rows["data_options"]["reason"] == "nothing to change"
+    assert doc["combination"]["fixes"] == ["prefetch", "parallel_map"]
+    assert doc["combination"]["gain"] == pytest.approx(2.5, rel=0.03)
+    assert rows["parallel_map"]["loss_check"]["status"] == "same"
+    runs = store.experiment_runs(doc["experiment_id"])
+    assert len(runs) == 1 + len(launched)
+    assert {p.manifest["variant"] for p in runs} >= {"train.r1", "train+parallel_map.r3", "train+combination.r1"}
+    stored = store.load(original.run_id)
+    assert stored.manifest["whatif"]["result"]["summary"].startswith("Best fix: parallel_map")
+    cf = stored.findings[0]["counterfactual"]
+    assert cf["measured"] is True and cf["variant"] == "parallel_map" and cf["speedup"] == pytest.approx(2.0, rel=0.03)
