@@ -60,6 +60,9 @@ MIN_REPEATS = 3
 GETNEXT_RE = re.compile(r"IteratorGetNext")
 #: ``__inference_train_step_123`` (and XLA's ``..._123_jit``...): the function, any trace id.
 _TRACE_ID_RE = re.compile(r"^(?:EagerLocalExecute: )?__(?:inference|forward|backward)_(.+?)_\d+(?:_[A-Za-z]\w*)?$")
+#: A step with at least this many eager dispatches (and mostly outside tf.function calls)
+#: is an eager step: graph mode would remove all of its host time but kernels and fetches.
+EAGER_STEP_MIN_DISPATCHES = 8
 #: Fallback cuts need at least this many boundaries (two complete steps).
 MIN_FALLBACK_BOUNDARIES = 3
 _UPDATE_RE = re.compile(r"^(Assign(Add|Sub)?VariableOp|ResourceApply\w+|ResourceSparseApply\w+)$")
@@ -394,7 +397,10 @@ def eager_time(events: pd.DataFrame, starts: np.ndarray, ends: np.ndarray,
     op kernels themselves (``tf_op`` events inside the dispatches: a graph runs them too),
     the iterator fetch (input wait), and ``tf.function`` calls (already graphs; eager ops
     inside them run while tracing: tracing time). A window with one dispatch counts just
-    that dispatch.
+    that dispatch. An eager step (at least ``EAGER_STEP_MIN_DISPATCHES`` dispatches, and
+    less than half of it inside tf.function calls, e.g. Keras ``run_eagerly=True``) counts
+    the whole window, less those: the Python before its first op and after its last one
+    is the eager train step's own code too (graph mode runs it once, at trace time).
     """
     if lane is None:
         _, lane = dispatch_sequence(events)
@@ -435,7 +441,9 @@ def eager_time(events: pd.DataFrame, starts: np.ndarray, ends: np.ndarray,
         n = int(sel.sum())
         if n == 0:
             continue
-        if n == 1:
+        if n >= EAGER_STEP_MIN_DISPATCHES and _union_in(c_s, c_e, a, b) < 0.5 * (b - a):
+            lo, hi = a, b  # an eager step: its Python runs only to dispatch ops, all of it goes
+        elif n == 1:
             lo, hi = max(float(e_s[sel][0]), a), min(float(e_e[sel][0]), b)
         else:
             lo, hi = max(float(e_s[sel].min()), a), min(float(e_e[sel].max()), b)

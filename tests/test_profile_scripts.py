@@ -59,6 +59,14 @@ def by_rule(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {f["rule"]: f for f in doc["findings"]}
 
 
+#: Findings about the machine or the run's timing, not the code (a busy CI machine has them).
+MACHINE_RULES = {"cpu_contention", "outlier_steps"}
+
+
+def code_findings(doc: dict[str, Any], severity: str) -> list[str]:
+    return [f["rule"] for f in doc["findings"] if f["severity"] == severity and f["rule"] not in MACHINE_RULES]
+
+
 def check_contract(doc: dict[str, Any]) -> None:
     assert set(doc) >= {"findings", "steps", "breakdown_ms"}
     assert set(doc["steps"]) == {"count", "median_ms"}
@@ -101,7 +109,7 @@ def test_changing_python_float_retraces_every_call(home):
     doc = got["analyze"]
     calls = int(re.search(r"CALLS=(\d+)", (got["run"].run_dir / "logs" / "stdout.txt").read_text()).group(1))
     f = by_rule(doc)["retracing"]
-    assert f["severity"] == "high"
+    assert f["severity"] == "high" and doc["steps"]["count"] > 0
     assert abs(f["evidence"]["traces_total"] - calls) <= 2
     assert f["evidence"]["function"] == "train_step"
     changing = f["evidence"]["changing_args"][0]
@@ -114,7 +122,7 @@ def test_keras_fit_on_a_slow_pipeline_is_input_bound(home):
     doc = got["analyze"]
     assert got["run"].manifest["capture"]["steps_from"] == "markers"
     assert got["run"].manifest["script"]["exit_code"] == 0
-    assert by_rule(doc)["input_bound"]["severity"] == "high"
+    assert by_rule(doc)["input_bound"]["severity"] == "high" and doc["steps"]["count"] > 0
     steps = got["run"].table("steps")
     assert steps["warmup"].sum() == 3 and len(steps) > 3  # --skip-steps default
 
@@ -124,7 +132,7 @@ def test_compiled_prefetched_loop_with_enough_work_has_no_high_finding(home):
     doc = profiled(home, "compiled_prefetched")["analyze"]
     check_contract(doc)
     assert doc["steps"]["count"] >= 20
-    assert [f["rule"] for f in doc["findings"] if f["severity"] == "high"] == []
+    assert code_findings(doc, "high") == []
 
 
 @pytest.mark.tf
@@ -135,6 +143,82 @@ def test_findings_are_stored_with_the_run_and_the_breakdown_adds_up(home):
     run = RunStore(home).load(got["run"].run_id)
     assert [f["rule"] for f in run.findings] == [f["rule"] for f in got["analyze"]["findings"]]
     check_breakdown(run.table("breakdown"), run.table("steps"))
+
+
+# -- issue 11: the planted problem against the truth each script measured itself ------------------
+@pytest.mark.tf
+def test_a_loop_that_retraces_every_call_has_steps_and_its_tracing_share(home):
+    got = profiled(home, "retracing_shapes")
+    run, doc = got["run"], got["analyze"]
+    assert doc["steps"]["count"] > 0 and run.manifest["capture"]["steps_from"] == "inferred"
+    f = by_rule(doc)["retracing"]
+    ev = f["evidence"]
+    assert f["severity"] == "high" and ev["function"] == "train_step"
+    assert ev["traces_total"] == int(truth(run, "TRACES")) and ev["calls_in_capture"] > 0
+    assert {c["arg"]: c["kind"] for c in ev["changing_args"]}["x"] == "tensor_shape"
+    assert abs(f["share"] - truth(run, "MEASURED_TRACE_SHARE")) <= TOLERANCE, (f["share"], truth(run, "MEASURED_TRACE_SHARE"))
+
+
+@pytest.mark.tf
+def test_an_epoch_boundary_stall_keeps_the_input_verdict_and_is_reported(home):
+    got = profiled(home, "epoch_stall")
+    run, doc = got["run"], got["analyze"]
+    assert doc["steps"]["count"] > 0
+    rules = by_rule(doc)
+    measured = truth(run, "MEASURED_INPUT_SHARE")
+    assert rules["input_bound"]["severity"] == "high"
+    assert abs(share_of(run, "input_wait") - measured) <= TOLERANCE, (share_of(run, "input_wait"), measured)
+    assert rules.get("framework_overhead", {}).get("severity") != "high"
+    stall = rules["outlier_steps"]
+    worst = max(stall["evidence"]["outliers"], key=lambda o: o["ms"])
+    assert worst["ms"] >= 0.9 * truth(run, "STALL_MS") and worst["x_median"] > 5
+    assert worst["longest_events"] and "outside any TF event" in stall["recommendation"]  # the slow disk
+    assert worst["step"] in triage_facts(run)["shares_left_out_steps"]
+
+
+@pytest.mark.tf
+def test_keras_run_eagerly_is_told_what_graph_mode_removes(home):
+    got = profiled(home, "keras_eager")
+    run, doc = got["run"], got["analyze"]
+    assert doc["steps"]["count"] > 0 and run.manifest["capture"]["steps_from"] == "markers"
+    f = by_rule(doc)["eager_execution"]
+    measured = truth(run, "MEASURED_GRAPH_REMOVES")
+    assert f["severity"] == "high"
+    assert abs(f["share"] - measured) <= TOLERANCE, (f["share"], measured)
+
+
+@pytest.mark.tf
+def test_keras_fit_done_right_has_no_high_finding(home):
+    doc = profiled(home, "keras_clean")["analyze"]
+    assert doc["steps"]["count"] > 0
+    assert code_findings(doc, "high") == []
+
+
+@pytest.mark.tf
+def test_python_bookkeeping_after_a_compiled_step_is_framework_overhead_not_the_harness(home):
+    from profilers import triage
+
+    got = profiled(home, "bookkeeping_loop")
+    run, doc = got["run"], got["analyze"]
+    assert doc["steps"]["count"] > 0
+    measured = truth(run, "MEASURED_PYTHON_SHARE")
+    # The wall-clock truth includes waiting for a core, which the analysis reports as
+    # cpu_contention over the whole step: compare shares of the time the thread ran.
+    ran = 1.0 - share_of(run, "cpu_contention")
+    got_share = share_of(run, "framework_overhead") / ran
+    assert abs(got_share - measured) <= TOLERANCE, (got_share, measured)
+    f = by_rule(doc)["framework_overhead"]
+    assert severity_ok(f["severity"], measured * ran, triage.OVERHEAD_MODERATE, triage.OVERHEAD_HIGH)
+    harness = run.manifest["capture"]["harness"]
+    assert 0 <= harness["framework_overhead_share"] < 0.05
+    assert harness["components"]["samplers"]["ticks"] > 0
+    assert by_rule(doc)["thread_config"]["severity"] == "moderate"  # 8 intra-op threads, 2 cores
+
+
+def triage_facts(run) -> dict[str, Any]:
+    from profilers import triage
+
+    return triage.gather(run)
 
 
 # -- no TensorFlow, failures, supervision ----------------------------------------------------------

@@ -224,3 +224,17 @@ def test_an_outlier_step_is_described_by_its_longest_events_and_untraced_time():
     assert [o["step"] for o in out] == [12]
     assert out[0]["longest_events"][0] == {"name": "TFE_DeleteTensorHandle", "ms": 519.0, "thread": "python"}
     assert abs(out[0]["untraced_ms"] - 20.0) < 0.1
+
+
+def test_an_eager_step_counts_its_python_outside_the_first_and_last_op_as_eager_cost():
+    tr = Trace()
+    for _ in range(6):
+        tr.eager("IteratorGetNext", dur=400).idle(300)  # Keras' own Python before the first op
+        for op in ["MatMul", "BiasAdd", "Relu", "MatMul", "Sub", "Square", "Mean", "AssignSubVariableOp"]:
+            tr.eager(op, dur=40, gap=10)
+        tr.idle(200)  # logs and callbacks after the last op
+    ev = tr.events()
+    cut = si.infer_steps(ev)
+    eager = si.eager_time(ev, cut.start_us, cut.end_us)
+    wall = cut.end_us - cut.start_us
+    np.testing.assert_allclose(eager, wall - 390)  # everything but the fetch op (390 µs)
