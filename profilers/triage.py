@@ -825,7 +825,7 @@ def summary(profile: RunProfile) -> dict[str, Any]:
     has none), plus the profiler-window figures under their own, labelled name."""
     res = profile.manifest.get("results") or {}
     step_ms = res.get("step_ms") or {}
-    return {"steps": {"count": int(step_ms.get("count") or 0), "median_ms": _r(step_ms.get("median"))},
+    return {"steps": {"count": int(step_ms.get("count") or 0), "median_ms": step_ms.get("median")},
             "breakdown_ms": res.get("breakdown_ms"),
             "breakdown_window_ms": res.get("breakdown_window_ms"),
             "unavailable": res.get("unavailable") or {}}

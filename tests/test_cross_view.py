@@ -67,11 +67,13 @@ def test_every_view_shows_the_same_numbers_and_they_hold_up(tmp_path, monkeypatc
         assert rules(shown["findings"]) == rules(analyzed["findings"]) == rules(r["findings"])
         assert analyzed["findings"] == json.loads(json.dumps(stored.findings))
         same = cli_json(home, "diff", r["run_id"], r["run_id"])
-        cats = {row["category"]: row for row in same["categories"]}
+        assert same["categories"]["source"] == "breakdown"
+        cats = {row["category"]: row for row in same["categories"]["rows"]}
         assert cats["total"]["a_ms"] == pytest.approx(r["step_ms"]["median"], rel=1e-9)
         for c, ms in bms.items():
             if ms:
                 assert cats[c]["a_ms"] == pytest.approx(ms, rel=1e-9) and cats[c]["delta_ms"] == 0
+        assert {f["rule"]: f["status"] for f in same["findings"]} == {f: "persisted" for f in rules(r["findings"])}
     # The eager run is the slow one, for the reason the trace shows, with a measured fix.
     eager = store.load(runs["tf_eager"]["run_id"])
     top = eager.findings[0]
@@ -87,6 +89,21 @@ def test_every_view_shows_the_same_numbers_and_they_hold_up(tmp_path, monkeypatc
     for r in runs.values():
         for f in r["findings"]:
             assert f["rule"] in visible
+
+    # One run exported alone and imported into an empty store analyses exactly as at home,
+    # also when derived again there (its baseline and its experiment context travel with it).
+    one = tmp_path / "one.zip"
+    cli_json(home, "export", runs["tf_eager"]["run_id"], "--out", str(one))
+    with zipfile.ZipFile(one) as zf:
+        assert any(n.startswith(f"runs/{runs['numpy']['run_id']}/") for n in zf.namelist())  # the baseline
+    other = tmp_path / "other"
+    cli_json(other, "import", str(one))
+    home_doc = cli_json(home, "analyze", runs["tf_eager"]["run_id"])
+    for extra in ((), ("--recompute",)):
+        there = cli_json(other, "analyze", runs["tf_eager"]["run_id"], *extra)
+        assert there["findings"] == home_doc["findings"]
+        assert there["steps"] == home_doc["steps"]
+        assert close(there["breakdown_ms"], home_doc["breakdown_ms"], rel=1e-9)
 
     # The pages read the same stored analysis.
     import streamlit as st
@@ -121,7 +138,7 @@ def test_every_view_shows_the_same_numbers_and_they_hold_up(tmp_path, monkeypatc
     for name, query in (("run", {"run": runs["tf_eager"]["run_id"]}), ("triage", {})):
         at = open_page(name, **query)
         if name == "triage":
-            box = next(b for b in at.selectbox if runs["tf_eager"]["run_id"] in b.options)
+            box = next(b for b in at.selectbox if b.label == "Run")
             box.set_value(runs["tf_eager"]["run_id"]).run()
             assert not at.exception
         text = page_text(at)
