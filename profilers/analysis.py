@@ -385,7 +385,8 @@ def judge(profile: Any, context: Mapping[str, Any] | None = None) -> None:
 
     m = profile.manifest
     stored = (m.get("analysis") or {}).get("context") or {}
-    ctx = {"experiment": list((context or stored).get("experiment") or [])}
+    src = context or stored
+    ctx = {"experiment": list(src.get("experiment") or []), "variants": src.get("variants")}
     profile.findings = triage.evaluate(profile, ctx)
     m["analysis"] = {"version": ANALYSIS_VERSION, "context": ctx, "warnings": []}
     m["analysis"]["warnings"] = invariants.check(profile)

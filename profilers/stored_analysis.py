@@ -26,13 +26,26 @@ from profilers.errors import SgdscopeError
 from profilers.model import RunProfile
 
 
+def workload_variants(profile: RunProfile) -> list[str] | None:
+    """The variants of the run's workload (None for a script or an unknown workload)."""
+    if profile.manifest.get("source", "workload") != "workload":
+        return None
+    from workloads import WORKLOADS
+
+    wl = WORKLOADS.get(profile.manifest.get("workload") or "")
+    return sorted(wl.variants) if wl is not None else None
+
+
 def experiment_context(store: Any, profile: RunProfile) -> dict[str, Any] | None:
     """The other runs of the run's experiment, as the store has them now, merged over the
-    context stored with the run (runs the store lacks keep their stored summary)."""
+    context stored with the run (runs the store lacks keep their stored summary), and the
+    variants its workload has."""
     exp = profile.manifest.get("experiment_id")
-    stored = ((profile.manifest.get("analysis") or {}).get("context") or {}).get("experiment") or []
+    stored_ctx = (profile.manifest.get("analysis") or {}).get("context") or {}
+    stored = stored_ctx.get("experiment") or []
+    variants = workload_variants(profile) or stored_ctx.get("variants")
     if not exp or store is None:
-        return {"experiment": list(stored)} if stored else None
+        return {"experiment": list(stored), "variants": variants} if (stored or variants) else None
     df = store.list()
     rows = df[(df["experiment_id"] == exp) & (df["status"] != "damaged")]
     here = {}
@@ -44,7 +57,7 @@ def experiment_context(store: Any, profile: RunProfile) -> dict[str, Any] | None
         here[r.run_id] = {"variant": r.variant, "status": r.status, "run_id": r.run_id, "median_ms": med}
     merged = {d.get("run_id"): d for d in stored if d.get("run_id") != profile.run_id}
     merged.update(here)
-    return {"experiment": sorted(merged.values(), key=lambda d: str(d.get("variant")))}
+    return {"experiment": sorted(merged.values(), key=lambda d: str(d.get("variant"))), "variants": variants}
 
 
 def _record_failure(profile: RunProfile, exc: BaseException) -> None:

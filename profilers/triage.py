@@ -105,6 +105,8 @@ def gather(profile: RunProfile, context: Mapping[str, Any] | None = None) -> Fac
         "samples": profile.table("samples"), "ops": profile.table("ops"),
         "steps_all": steps, "steps": measured, "breakdown_all": bd,
         "experiment": list((context or {}).get("experiment") or []),
+        # The variants the run's workload has (a fix is only offered as a run to make if it exists).
+        "workload_variants": (context or {}).get("variants"),
         "trace_facts": dict((context or {}).get("trace_facts") or {}),
         "step_count": int(len(measured)),
         "median_ms": float(measured["wall_us"].median() / 1e3) if len(measured) else None,
@@ -779,7 +781,8 @@ def counterfactual(finding: Finding, f: Facts) -> dict[str, Any] | None:
         return {"variant": v, "run_id": r.get("run_id"), "median_ms": _r(r["median_ms"]),
                 "speedup": _r(speedup, 2), "measured": True,
                 "text": f"measured: {speedup:.1f}x faster with {v} (same experiment)"}
-    not_run = [v for v in candidates if v not in ran]
+    known = f.get("workload_variants")
+    not_run = [v for v in candidates if v not in ran and (known is None or v in known)]
     if not not_run:
         return None
     v = not_run[0]

@@ -267,3 +267,13 @@ def test_importing_triage_does_not_import_tensorflow():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_a_fix_to_run_is_only_offered_when_the_workload_has_that_variant():
+    run = make_run({"input_wait": 0.5}, source="workload", workload="mlp", variant="tf_function")
+    mlp_variants = ["keras_fit", "mirrored", "multi_worker", "numpy", "tf_eager", "tf_function", "tf_xla"]
+    f = rules_fired(run, {"experiment": [], "variants": mlp_variants})["input_bound"]
+    assert "counterfactual" not in f  # `all`, `prefetch`... are input_pipeline's variants, not mlp's
+    pipe = make_run({"input_wait": 0.5}, source="workload", workload="input_pipeline", variant="naive")
+    cf = rules_fired(pipe, {"experiment": [], "variants": ["naive", "prefetch", "all"]})["input_bound"]["counterfactual"]
+    assert cf["variant"] == "all" and cf["measured"] is False
