@@ -255,12 +255,26 @@ def _size(path: Path) -> int:
 
 
 # -- one capture, side by side -------------------------------------------------------------------------
+def _first_difference(a: Any, b: Any, path: str) -> str:
+    """Where two analysis documents first differ (for the report)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b), key=str):
+            if a.get(k) != b.get(k):
+                return _first_difference(a.get(k), b.get(k), f"{path}.{k}")
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            if x != y:
+                return _first_difference(x, y, f"{path}[{i}]")
+    return f"{path}: cold {json.dumps(a, default=str)[:160]} vs {json.dumps(b, default=str)[:160]}"
+
+
 def measure(label: str, src: Path, repeat: int, run_page: bool = True) -> dict[str, Any]:
     d: list[dict[str, Any]] = []
     a: list[dict[str, Any]] = []
     b: list[dict[str, Any]] = []
     c: list[dict[str, Any]] = []
     cache_bytes = side_bytes = page_cache_bytes = page_side_bytes = 0
+    differences: list[str] = []
     identical = True
     for r in range(repeat):
         with tempfile.TemporaryDirectory(prefix="sgdscope-scale-") as tmp:
@@ -272,7 +286,13 @@ def measure(label: str, src: Path, repeat: int, run_page: bool = True) -> dict[s
                 else:
                     b.append(_spawn("cold", run_b))
             c.append(_spawn("reopen", run_b))
-            identical &= c[-1]["doc"] == b[-1]["doc"] == c[-1]["stored_doc"]
+            same = c[-1]["doc"] == b[-1]["doc"] == c[-1]["stored_doc"]
+            if not same:
+                differences.append(f"repeat {r + 1}: " + "; ".join(
+                    _first_difference(b[-1]["doc"], other, name)
+                    for name, other in (("reopen", c[-1]["doc"]), ("stored", c[-1]["stored_doc"]))
+                    if other != b[-1]["doc"]))
+            identical &= same
             cache_bytes = _size(run_b / "cache")
             side_bytes = sum(p.stat().st_size for pat in XPROF_SIDE_FILES for p in _xplane(run_b).parent.glob(pat))
             if r == repeat - 1 and run_page:
@@ -297,6 +317,7 @@ def measure(label: str, src: Path, repeat: int, run_page: bool = True) -> dict[s
         "rss_xprof_mb": max(x["peak_rss_mb"] for x in a), "rss_cold_mb": max(x["peak_rss_mb"] for x in b),
         "rss_reopen_mb": max(x["peak_rss_mb"] for x in c),
         "cache_mb": cache_bytes / 2**20, "side_mb": side_bytes / 2**20, "identical": identical,
+        "differences": differences,
         "cold_ratios": [x["seconds"] / y["seconds"] for x, y in zip(b, a)],
     }
     out["page_cache_mb"], out["page_side_mb"] = page_cache_bytes / 2**20, page_side_bytes / 2**20
@@ -341,6 +362,9 @@ def _report(rows: list[dict[str, Any]], repeat: int, load: tuple[list[float], li
             + " (one step's window added), and xprof's side files "
             + ", ".join(f"{r['label']} {r['page_side_mb']:.2f} MB" for r in rows if r["run_page_cached_s"] is not None)
             + " (its index of the trace for windowed reads).")
+    for r in rows:
+        for d in r["differences"]:
+            print(f"NOT identical, {r['label']}, {d}")
     print("xprof's side files beside the xplane (not in the cache): "
           + ", ".join(f"{r['label']} {r['side_mb']:.2f} MB" for r in rows) + ".")
     scale = [r for r in rows if r["events"] >= 10_000]  # below that, fixed costs dominate
