@@ -160,13 +160,16 @@ def test_list_gives_integer_step_counts(tmp_path):
 
 
 # -- 8. durability: a crash at any point of commit ------------------------------------------
-def _writer(home: Path) -> None:
-    """Commit (and sometimes delete) runs until killed."""
+def _writer(home: Path, ready_fd: int) -> None:
+    """Commit (and sometimes delete) runs until killed; one byte on ``ready_fd`` when it
+    starts and one after each commit."""
     store = RunStore(home)
+    os.write(ready_fd, b"r")
     n = 0
     while True:
         p = make_profile(["numpy", "tf_eager"][n % 2], median=1.0)
         store.save(p)
+        os.write(ready_fd, b"c")
         n += 1
         if n % 3 == 0:
             store.delete(p.run_id)
@@ -175,19 +178,33 @@ def _writer(home: Path) -> None:
 def test_crash_in_commit_loop_always_leaves_a_store_that_lists_whole(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
+    # Kill points spread over a few commits, whatever this machine's speed (no timing is
+    # asserted: the delay only decides where the writer dies).
+    probe = RunStore(tmp_path / "probe")
+    probe.save(make_profile())
+    t = time.perf_counter()
+    probe.save(make_profile())
+    span_s = 1.5 * (time.perf_counter() - t)  # about one commit and a half
     rng = random.Random(13)
     checked: set[str] = set()
     kills = 0
     for _ in range(60):
+        ready_r, ready_w = os.pipe()
         pid = os.fork()
         if pid == 0:  # the writer: no pytest code runs here after the fork
             try:
-                _writer(home)
+                os.close(ready_r)
+                _writer(home, ready_w)
             finally:
                 os._exit(0)
-        time.sleep(rng.uniform(0.0, 0.03))
+        os.close(ready_w)
+        os.read(ready_r, 1)  # the writer is about to commit
+        if rng.random() < 0.3:
+            os.read(ready_r, 1)  # ... or let it finish one commit first (whatever the load)
+        time.sleep(rng.uniform(0.0, span_s))
         os.kill(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
+        os.close(ready_r)
         kills += os.WIFSIGNALED(status)
         store = RunStore(home)
         df = store.list()
