@@ -59,3 +59,32 @@ def open_page(dash_home: Path) -> Callable[..., object]:
         return at
 
     return _open
+
+
+@pytest.fixture(autouse=True)
+def every_stored_run_holds_up(tmp_path: Path) -> Iterator[None]:
+    """After each test, the invariant checker over every analysed run the test stored under
+    its ``tmp_path`` (one fact, one producer: its numbers must be able to be true). Runs a
+    test damaged on purpose are the store tests' business and are passed over here."""
+    yield
+    import json
+
+    from profilers import invariants
+    from profilers.errors import SgdscopeError
+    from profilers.model import RunProfile
+
+    violations = {}
+    for manifest in tmp_path.rglob("manifest.json"):
+        if "_staging" in manifest.parts:
+            continue
+        try:
+            data = json.loads(manifest.read_text(encoding="utf-8"))
+            if not isinstance(data, dict) or "analysis" not in data or data.get("status") != "ok":
+                continue
+            profile = RunProfile.read(manifest.parent)
+        except (OSError, ValueError, SgdscopeError):
+            continue  # damaged on purpose by the test
+        bad = invariants.check(profile)
+        if bad:
+            violations[manifest.parent.name] = bad
+    assert not violations, f"stored runs whose numbers cannot be true: {violations}"
