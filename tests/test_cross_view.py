@@ -41,8 +41,8 @@ def rules(findings: list[dict]) -> list[str]:
 
 
 @pytest.mark.tf
-def test_every_view_shows_the_same_numbers_and_they_hold_up(tmp_path, monkeypatch):
-    home = tmp_path / "home"
+def test_every_view_shows_the_same_numbers_and_they_hold_up(tmp_path, dash_home, open_page):
+    home = dash_home  # the CLI writes where the pages read
     doc = cli_json(home, "run", "linreg", "--variants", ",".join(VARIANTS), "--param", "m=100",
                    "--param", "n=10", "--param", "steps=80", "--profile")
     assert doc["status"] == "ok", doc
@@ -106,27 +106,7 @@ def test_every_view_shows_the_same_numbers_and_they_hold_up(tmp_path, monkeypatc
         assert close(there["breakdown_ms"], home_doc["breakdown_ms"], rel=1e-9)
 
     # The pages read the same stored analysis.
-    import streamlit as st
-    from streamlit.testing.v1 import AppTest
-
-    from dashboard import nav
     from tests.test_dashboard_pages import charts, page_text
-
-    monkeypatch.setenv("SGDSCOPE_HOME", str(home))
-    monkeypatch.setenv("SGDSCOPE_WARM", "0")
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    root = Path(__file__).resolve().parent.parent
-
-    def open_page(name: str, **query: str) -> AppTest:
-        at = AppTest.from_file(str(root / "app.py"), default_timeout=60)
-        at.run()
-        for k, v in query.items():
-            at.query_params[k] = v
-        at.switch_page(str(Path(nav.path(name)).relative_to(root)))
-        at.run()
-        assert not at.exception, at.exception
-        return at
 
     compare = open_page("compare", exp=doc["experiment_id"])
     stacked = [frames[0] for _, frames in charts(compare) if frames and {"category", "ms", "variant"} <=
@@ -146,5 +126,3 @@ def test_every_view_shows_the_same_numbers_and_they_hold_up(tmp_path, monkeypatc
         if name == "triage":
             for f in runs["tf_eager"]["findings"]:
                 assert f["rule"] in text
-    st.cache_data.clear()
-    st.cache_resource.clear()
