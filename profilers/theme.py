@@ -74,7 +74,7 @@ def rows_height(rows: int) -> int:
 
 def legend_height(entries: int) -> int:
     """Height a vertical legend of ``entries`` needs."""
-    return LEGEND_ROW_PX * max(1, entries) + 10
+    return LEGEND_ROW_PX * max(1, entries) + 40  # + the x axis under the plot, which shares the height
 
 
 def variant_colors(variants: Iterable[str]) -> dict[str, str]:

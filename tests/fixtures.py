@@ -162,6 +162,16 @@ def populate(store: RunStore) -> Filled:
         make_run("toy", "ok2", TOY_EXP, TOY_CREATED, 1, baseline="ok", baseline_loss=toy_loss,
                  loss_matches=True, samples=False),
     ]
+    # A stored finding with a measured fix, as the analysis ranks them (docs/ANALYSIS_CONTRACT.md).
+    eager, function = runs[1], runs[2]
+    eager.findings = [{
+        "rule": "eager_execution", "severity": "high", "share": 0.75,
+        "evidence": {"framework_overhead_ms": 0.75 * MEDIANS_MS["linreg"]["tf_eager"], "dispatches_per_step": 12},
+        "recommendation": "Wrap the step in tf.function.",
+        "counterfactual": {"variant": "tf_function", "run_id": function.run_id,
+                           "median_ms": MEDIANS_MS["linreg"]["tf_function"], "measured": True,
+                           "speedup": MEDIANS_MS["linreg"]["tf_eager"] / MEDIANS_MS["linreg"]["tf_function"],
+                           "text": "measured: tf_function is faster"}}]
     spec = ExperimentSpec(workload="linreg", variants=["numpy", "tf_eager", "tf_function", FAILED_VARIANT],
                           params=linreg_params, experiment_id=LINREG_EXP)
     failed = failed_run(spec, FAILED_VARIANT, "failed", FAILED_ERROR, FAILED_STDERR, order=3)

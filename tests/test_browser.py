@@ -68,14 +68,14 @@ def wait_healthy(url: str, proc: subprocess.Popen, log: Path) -> None:
 
 
 @pytest.fixture()
-def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+def server(tmp_path: Path) -> Iterator[tuple[str, Path, object]]:
     """A dashboard over a filled store (no warm TF worker); stopped and waited for afterwards."""
     from profilers.store import RunStore
     from tests.fixtures import populate
     from tests.test_dashboard_sweep_pipeline import store_sweep
 
     home = tmp_path / "home"
-    populate(RunStore(home))
+    filled = populate(RunStore(home))
     store_sweep(RunStore(home))
     port, log = free_port(), tmp_path / "streamlit.log"
     env = dict(os.environ, SGDSCOPE_HOME=str(home), SGDSCOPE_WORKLOAD_MODULES="tests.toy_workload",
@@ -89,7 +89,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, proc, log)
-        yield url, home
+        yield url, home, filled
     finally:
         proc.terminate()
         try:
@@ -126,6 +126,8 @@ def check_page(page, name: str) -> list[str]:
     found = NONE_NAN.search(text)
     if found:
         problems.append(f"{name}: {found.group(0)!r} near {text[max(0, found.start() - 80):found.end() + 40]!r}")
+    if name == "triage" and page.locator("[data-testid='stVegaLiteChart'] .mark-rect path").count() < 2:
+        problems.append("triage: the finding's share bar drew no bars")
     if name in VERDICT_PAGES and not page.get_by_text("Verdict.", exact=False).first.is_visible():
         problems.append(f"{name}: no visible verdict")
     for i, chart in enumerate(page.locator("[data-testid='stVegaLiteChart']").all()):
@@ -144,16 +146,18 @@ def test_every_page_in_one_browser_session(server, shots):
     from playwright.sync_api import expect, sync_playwright
 
     from dashboard import nav
+    from tests.fixtures import LINREG_EXP
 
-    url, _ = server
+    url, _, filled = server
     names = [n for n in nav.PAGES if nav.available(n)]
     problems: list[str] = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": WIDTH, "height": 1000})
+            query = {"triage": f"?run={filled.run_id(LINREG_EXP, 'tf_eager')}"}  # a run with a finding
             for name in names:
-                page.goto(url if name == "home" else f"{url}/{name}")
+                page.goto(url if name == "home" else f"{url}/{name}{query.get(name, '')}")
                 settle(page)
                 page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
                 problems += check_page(page, name)
@@ -164,7 +168,10 @@ def test_every_page_in_one_browser_session(server, shots):
             page.locator("[data-testid='stSelectbox']").filter(has_text="Workload").click()
             page.get_by_role("option", name="toy").click()
             expect(page.get_by_text("A counter that takes")).to_be_visible(timeout=15_000)
+            expect(page.locator("[data-testid='stMultiSelect']").filter(has_text="Variants")).to_contain_text("ok2")
+            settle(page)  # the rerun that chose toy is over: the click reaches the toy form
             page.get_by_role("button", name="Run").click()
+            page.get_by_text("Experiment ", exact=False).first.wait_for(timeout=30_000)
             verdict = page.get_by_text("Verdict.", exact=False).first
             verdict.wait_for(state="visible", timeout=90_000)
             box = verdict.bounding_box()

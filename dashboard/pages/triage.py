@@ -2,11 +2,9 @@
 stored), each with its share of the step, the change to make, its evidence, and the
 measured gain of the fix (or a button that runs the variant that applies it).
 
-A script can also be profiled from here, but only when the server was started with
-``SGDSCOPE_ALLOW_SCRIPTS=1``: profiling runs the script, i.e. executes code on this
-machine. Otherwise the page says so and points to ``sgdscope profile``.
-Thin: loaders -> frames -> charts; acting through ``profilers.services``. Must not import
-tensorflow or pynvml.
+A script can be profiled from here only when the server was started with
+``SGDSCOPE_ALLOW_SCRIPTS=1`` (it runs code on this machine). Thin: loaders -> frames ->
+charts; acting through ``profilers.services``. Must not import tensorflow or pynvml.
 """
 from __future__ import annotations
 
@@ -31,9 +29,10 @@ def pick_run() -> str | None:
         st.info("No stored runs yet. Profile a script with `sgdscope profile train.py`, or launch a workload.")
         return None
     labels = {r["run_id"]: frames.run_label(r) for r in runs.to_dict("records")}
-    wanted = st.session_state.get("triage_run_id")
-    ids = list(labels)
-    return st.selectbox("Run", ids, index=ids.index(wanted) if wanted in ids else 0, format_func=labels.get)
+    wanted = st.session_state.pop("triage_run_id", None)  # set by Run's link or a finished profile
+    if wanted in labels:
+        st.query_params["run"] = wanted
+    return ui.synced_select("Run", list(labels), key="triage_pick", param="run", format_func=labels.get)
 
 
 def profile_form() -> None:
