@@ -106,3 +106,18 @@ def test_an_idle_warm_worker_leaves_with_the_process_that_started_it(store, tmp_
         assert time.monotonic() < deadline, "the idle warm supervisor outlived its parent"
         time.sleep(0.1)
     assert not list((store.home / "_warm").glob("*/ready")), "its slot was cleaned up"
+
+
+@pytest.mark.tf
+def test_a_four_size_three_variant_sweep_imports_tensorflow_once(store):
+    grid = [{"m": m, "n": n} for m, n in ((3, 2), (100, 10), (300, 10), (1000, 100))]
+    handle = services.start_sweep(store, "linreg", ["numpy", "tf_eager", "tf_function"], grid,
+                                  {"steps": "20", "warmup_steps": "2"}, 300.0)
+    state = handle.wait()
+    assert state["status"] == "ok", state
+    log = handle.log_path.read_text()
+    assert log.count("imported TensorFlow") == 1, log
+    assert "runs all 4 experiment(s) of this job" in log and log.count("TensorFlow already imported, not again") == 4
+    pids = {warm_pid(store, e["experiment_id"]) for e in handle.record["experiments"]}
+    assert len(pids) == 1 and None not in pids, "every size ran in the one worker"
+    assert len(store.list()) == 12 and set(store.list()["status"]) == {"ok"}

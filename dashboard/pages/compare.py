@@ -83,7 +83,8 @@ def breakdown(profiles: list[RunProfile]) -> None:
 
 def summary_table(summary: pd.DataFrame) -> None:
     with st.expander("Runs of this experiment"):
-        st.dataframe(frames.readable(summary.drop(columns=["order"]).round(4)), hide_index=True, width="stretch")
+        st.dataframe(frames.readable(summary.drop(columns=["order"]).round(4)), hide_index=True, width="stretch",
+                     column_config={"run_id": st.column_config.TextColumn(width="large")})
 
 
 def explanations(profiles: list[RunProfile], baseline: str | None) -> None:
