@@ -26,8 +26,8 @@ the trace. ``run_tables`` is built from the per-tool entries, so no table is sto
 An absent, empty or unreadable xplane raises ``TraceUnavailable``; a missing xprof raises
 ``DependencyMissing``.
 
-``capture_limit_warning`` tells when a capture hit the profiler's event limit (events
-dropped, or a window shorter than asked), as a capture warning with the fix.
+``capture_limit_warning`` tells when a capture hit the profiler's limit (events dropped
+at the converter's cap, or a window shorter than asked), as a capture warning with the fix.
 
 xprof writes cache files of its own beside the xplane, so that directory must be writable.
 
@@ -749,12 +749,15 @@ def default_cache_dir(xplane_path: Path | str) -> Path:
 
 
 def cache_key(xplane_path: Path | str, tool: str, params: Mapping[str, Any] | None = None) -> str:
-    """Key of a parsed result: tool, params, parser version, xplane name, mtime and size."""
+    """Key of a parsed result: tool, params, parser version, xplane name, mtime and size
+    (and, for a trace, the converter's event cap set in the environment)."""
     xplane = Path(xplane_path)
     st = _check_xplane(xplane)
-    blob = json.dumps({"tool": tool, "params": params or {}, "parser": PARSER_VERSION,
-                       "xplane": xplane.name, "mtime_ns": st.st_mtime_ns, "size": st.st_size},
-                      sort_keys=True, default=str)
+    doc = {"tool": tool, "params": params or {}, "parser": PARSER_VERSION,
+           "xplane": xplane.name, "mtime_ns": st.st_mtime_ns, "size": st.st_size}
+    if tool.startswith("trace_viewer") and trace_event_limit() is not None:
+        doc["event_limit"] = trace_event_limit()
+    blob = json.dumps(doc, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
@@ -984,27 +987,37 @@ def step_window_ms(events: pd.DataFrame, step: int) -> tuple[float, float]:
     return start / 1e3, end / 1e3
 
 
-#: xprof's converter keeps at most this many events of a capture in its (non-streaming)
-#: trace_viewer output, dropping the latest ones (``kMaxEvents`` in its
-#: ``ConvertXSpaceToTraceEvents``, the cut in ``MaybeDropEventsForTraceViewer``).
-TRACE_EVENT_LIMIT = 1_000_000
+#: Environment variable that sets how many events xprof's converter keeps in its
+#: (non-streaming) trace_viewer output: past it, the latest events are dropped without a
+#: word (``GetTraceViewerMaxEvents``/``CapEvents`` in ``xplane_to_trace_events.cc``; TF
+#: used 1,000,000). xprof 2.24 kept all 1,087,500 events of a capture here when it is unset.
+TRACE_EVENT_LIMIT_ENV = "TF_PROFILER_TRACE_VIEWER_MAX_EVENTS"
+
+
+def trace_event_limit() -> int | None:
+    """The converter's event cap when one is set in the environment, else None."""
+    raw = os.environ.get(TRACE_EVENT_LIMIT_ENV, "").strip()
+    return int(raw) if raw.isdigit() else None
 
 
 def capture_limit_warning(xplane_or_events: Path | str | pd.DataFrame, expected_steps: int | None, *,
-                          trace_events_total: int | None = None,
+                          trace_events_total: int | None = None, event_limit: int | None = None,
                           cache_dir: Path | str | None = None) -> dict[str, Any] | None:
     """A capture warning when the capture hit the profiler's limit, else None.
 
-    Two signs, either enough: the trace holds ``TRACE_EVENT_LIMIT`` events or more (xprof
-    kept the earliest ones and dropped the rest without a word), or it holds step markers
-    for fewer steps than the recorder marked (``expected_steps``: the profiler window's
-    marked steps; None skips this check, e.g. for steps inferred from the trace).
+    Signs of a cut capture (either is enough):
+    - the trace holds step markers for fewer steps than the recorder marked
+      (``expected_steps``: the profiler window's marked steps; None skips this check, e.g.
+      for steps inferred from the trace): a window shorter than asked;
+    - the trace reached the converter's event cap (``event_limit``, default
+      ``trace_event_limit()``): the converter keeps that many and drops the rest, the
+      latest ones (a trace of exactly that many events is taken as cut, too).
 
-    ``xplane_or_events``: the whole-capture ``events`` table (pure: nothing is read; pass
+    ``xplane_or_events``: the whole-capture ``events`` table (then nothing is read; pass
     ``trace_events_total``, the converter's count with instant events, from
-    ``convert(xplane, "trace_viewer").info["trace_events"]`` if you have it), or an xplane
-    path (its cached ``trace_viewer`` result is read). The analysis itself goes on with
-    what was kept; the warning says what was lost and the fix.
+    ``convert(xplane, "trace_viewer").info["trace_events"]`` when you have it), or an xplane
+    path (its cached ``trace_viewer`` result is read). The analysis goes on with what was
+    kept; the warning says what was lost and the fix.
     Returns ``{"kind": "trace_event_cap", "message": ..., "evidence": {...}}``.
     """
     if isinstance(xplane_or_events, pd.DataFrame):
@@ -1014,36 +1027,45 @@ def capture_limit_warning(xplane_or_events: Path | str | pd.DataFrame, expected_
         events = res.table("events")
         if trace_events_total is None:
             trace_events_total = res.info.get("trace_events")
+    limit = trace_event_limit() if event_limit is None else int(event_limit)
     total = int(trace_events_total if trace_events_total is not None else len(events))
-    markers = events.loc[events["marker"].to_numpy(dtype=bool), ["step", "ts_us", "dur_us"]].dropna()
-    steps_kept = sorted({int(s) for s in markers["step"]})
-    capped = total >= TRACE_EVENT_LIMIT
+    is_marker = events["marker"].to_numpy(dtype=bool)
+    steps_kept = sorted({int(s) for s in events.loc[is_marker, "step"].dropna()})
+    per_step = events.loc[~is_marker, "step"].dropna().astype("int64").value_counts()
+    counts = [int(per_step.get(s, 0)) for s in steps_kept]
+    median_events = float(np.median(counts[:-1])) if len(counts) > 2 else None
+    at_limit = limit is not None and total >= limit
+    # The step the cut fell in, if it shows (fewer than half a median step's events).
+    last_cut = bool(at_limit and median_events and counts[-1] < 0.5 * median_events)
     short = expected_steps is not None and len(steps_kept) < int(expected_steps)
-    if not (capped or short):
+    if not (short or at_limit):
         return None
     end_ms = float((events["ts_us"] + events["dur_us"]).max()) / 1e3 if len(events) else 0.0
+    what = []
+    if short:
+        what.append(f"the trace holds {len(steps_kept)} of the {int(expected_steps)} steps profiled")
+    if at_limit:
+        what.append(f"it reached the {limit:,} events xprof's converter keeps ({TRACE_EVENT_LIMIT_ENV}), "
+                    f"which drops the events past them: the trace ends {end_ms:.1f} ms into the capture")
+    if last_cut:
+        what.append(f"its last step ({steps_kept[-1]}) holds {counts[-1]} events against a median of "
+                    f"{median_events:.0f}")
+    complete = len(steps_kept) - (1 if last_cut else 0)
+    suggest = max(1, int(complete * 0.8)) if complete > 0 else None
+    fix = f"profile fewer steps (--profile-steps {suggest} or less)" if suggest else "profile fewer steps"
+    message = (f"The capture hit the profiler's limit: {'; '.join(what)}. The analysis uses what was "
+               f"kept ({len(steps_kept)} step{'s' if len(steps_kept) != 1 else ''}). To capture every step, "
+               f"{fix}, or a smaller model (fewer ops per step).")
     evidence: dict[str, Any] = {
-        "trace_events": total, "event_limit": TRACE_EVENT_LIMIT, "events_reach_limit": capped,
         "expected_steps": None if expected_steps is None else int(expected_steps),
         "steps_in_trace": len(steps_kept),
         "first_step_in_trace": steps_kept[0] if steps_kept else None,
         "last_step_in_trace": steps_kept[-1] if steps_kept else None,
-        "trace_ends_ms": round(end_ms, 3),
+        "last_step_events": counts[-1] if counts else None,
+        "median_step_events": median_events,
+        "trace_events": total, "event_limit": limit, "event_limit_reached": at_limit,
+        "trace_ends_ms": round(end_ms, 3), "suggested_profile_steps": suggest,
     }
-    what = []
-    if capped:
-        what.append(f"the trace holds {total:,} events, xprof's limit is {TRACE_EVENT_LIMIT:,}, and the "
-                    f"events after {end_ms:.1f} ms into the capture were dropped")
-    if short:
-        what.append(f"it holds {len(steps_kept)} of the {int(expected_steps)} steps profiled")
-    # Fewer steps, in proportion to what fitted, with a margin.
-    fit = len(steps_kept) if short else int(expected_steps or 0) * TRACE_EVENT_LIMIT // max(total, 1)
-    suggest = max(1, int(fit * 0.8)) if fit else None
-    fix = (f"profile fewer steps (--profile-steps {suggest} or less)" if suggest else "profile fewer steps")
-    message = (f"The capture hit the profiler's event limit: {'; '.join(what)}. The analysis uses "
-               f"what was kept ({len(steps_kept)} step{'s' if len(steps_kept) != 1 else ''}). "
-               f"To capture every step, {fix}, or a smaller model (fewer ops per step).")
-    evidence["suggested_profile_steps"] = suggest
     return {"kind": "trace_event_cap", "message": message, "evidence": evidence}
 
 
@@ -1123,8 +1145,9 @@ def export_trace_json(xplane_path: Path | str, dest: Path | str | None = None, *
 
 
 __all__: Sequence[str] = (
-    "MARKER_NAME", "PIPELINE_TOOLS", "PROTO_TOOLS", "TOOLS", "TOOL_SCHEMAS", "TRACE_EVENT_LIMIT", "ToolResult",
+    "MARKER_NAME", "PIPELINE_TOOLS", "PROTO_TOOLS", "TOOLS", "TOOL_SCHEMAS", "TRACE_EVENT_LIMIT_ENV", "ToolResult",
     "cache_key", "capture_limit_warning", "conform",
     "convert", "default_cache_dir", "empty_tool_table", "export_trace_json", "find_xplane",
-    "parse_trace_events", "parse_trace_proto", "raw_tool_data", "run_tables", "step_window_ms", "step_windows_ms", "trace_events",
+    "parse_trace_events", "parse_trace_proto", "raw_tool_data", "run_tables", "step_window_ms", "step_windows_ms",
+    "trace_event_limit", "trace_events",
 )

@@ -373,7 +373,8 @@ def test_threads_writing_one_entry_do_not_collide(eager_run: Path) -> None:
 
 
 # -- TF's event cap ------------------------------------------------------------------------------
-def test_capture_limit_warning_is_none_for_a_whole_capture(eager_run: Path) -> None:
+def test_capture_limit_warning_is_none_for_a_whole_capture(eager_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(xt.TRACE_EVENT_LIMIT_ENV, raising=False)
     xplane = xt.find_xplane(eager_run)
     events = xt.trace_events(xplane)
     n_markers = int(events["marker"].sum())
@@ -381,29 +382,48 @@ def test_capture_limit_warning_is_none_for_a_whole_capture(eager_run: Path) -> N
     assert xt.capture_limit_warning(events, n_markers) is None
     assert xt.capture_limit_warning(events, None) is None
     assert xt.capture_limit_warning(xplane, n_markers) is None  # from the cached result
+    # Below the converter's cap: no warning; at it, one (the converter keeps that many).
+    assert xt.capture_limit_warning(events, n_markers, trace_events_total=1699, event_limit=1700) is None
+    at_cap = xt.capture_limit_warning(events, n_markers, trace_events_total=1700, event_limit=1700)
+    assert at_cap is not None and at_cap["evidence"]["event_limit_reached"] is True
 
 
 def test_capture_limit_warning_when_steps_are_missing(eager_run: Path) -> None:
-    """xprof drops the latest events past its limit: a trace cut after the third marker."""
+    """A window shorter than asked: the trace cut after the third marker."""
     events = xt.trace_events(xt.find_xplane(eager_run))
     markers = events[events["marker"]].sort_values("ts_us")
-    cut_us = float(markers["ts_us"].iloc[3])
-    kept = events[events["ts_us"] < cut_us].reset_index(drop=True)
-    w = xt.capture_limit_warning(kept, 5)
+    kept = events[events["ts_us"] < float(markers["ts_us"].iloc[3])].reset_index(drop=True)
+    w = xt.capture_limit_warning(kept, 5, event_limit=None)
     assert w is not None and w["kind"] == "trace_event_cap"
     assert w["evidence"]["steps_in_trace"] == 3 and w["evidence"]["expected_steps"] == 5
-    assert w["evidence"]["events_reach_limit"] is False
+    assert w["evidence"]["event_limit_reached"] is False
     assert "3 of the 5 steps" in w["message"] and "--profile-steps 2" in w["message"]
     assert "smaller model" in w["message"]
-
-
-def test_capture_limit_warning_at_the_event_limit(eager_run: Path) -> None:
-    events = xt.trace_events(xt.find_xplane(eager_run))
-    assert xt.capture_limit_warning(events, 5, trace_events_total=xt.TRACE_EVENT_LIMIT - 1) is None
-    w = xt.capture_limit_warning(events, 5, trace_events_total=xt.TRACE_EVENT_LIMIT)
-    assert w is not None and w["evidence"]["events_reach_limit"] is True
-    assert "1,000,000" in w["message"] and "--profile-steps" in w["message"]
     json.dumps(w)  # stored in the manifest as it is
+
+
+def test_capture_cut_by_xprofs_event_cap_is_told(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """xprof's converter really dropping events: its cap (TF_PROFILER_TRACE_VIEWER_MAX_EVENTS)
+    set below the capture's 1700 events keeps the earliest ones only."""
+    monkeypatch.setenv(xt.TRACE_EVENT_LIMIT_ENV, "1000")
+    xplane = xt.find_xplane(copy_run("tf_eager", tmp_path))
+    res = xt.convert(xplane, "trace_viewer")
+    assert res.info["trace_events"] == 1000
+    events = res.table("events")
+    kept = sorted(int(s) for s in events.loc[events["marker"], "step"])
+    assert 0 < len(kept) < 5
+    w = xt.capture_limit_warning(xplane, 5)
+    assert w is not None
+    ev = w["evidence"]
+    assert ev["event_limit"] == 1000 and ev["event_limit_reached"] is True
+    assert ev["steps_in_trace"] == len(kept) and ev["last_step_in_trace"] == kept[-1]
+    assert "1,000 events" in w["message"] and f"{len(kept)} of the 5 steps" in w["message"]
+    # Without knowing how many steps were profiled (steps inferred), the cap still tells.
+    assert xt.capture_limit_warning(xplane, None) is not None
+    monkeypatch.delenv(xt.TRACE_EVENT_LIMIT_ENV)
+    whole = xt.convert(xplane, "trace_viewer")  # the cap is part of the cache key
+    assert whole.info["trace_events"] > 1000
+    assert xt.capture_limit_warning(xplane, 5) is None
 
 
 def test_step_windows_from_the_cache_match_the_markers(eager_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
