@@ -1,9 +1,9 @@
 """The Sweep and Input pipeline pages, in-process (AppTest through app.py).
 
-Sweep: a stored sweep whose record is written by ``profilers.sweep.run_sweep`` itself
-(``launch`` replaced by one that stores schema-valid runs with chosen medians), drawn
-log-log with the sizes where TF is faster marked; and a real background sweep of the
-toy workload, watched to the end, and one stopped while a size hangs.
+Sweep: a stored sweep record (as ``services.start_sweep`` writes it) over schema-valid
+runs with chosen medians, drawn log-log with the sizes where TF is faster marked; and a
+real sweep of the toy workload, every size in one worker, watched to the end, and one
+stopped while a size hangs.
 Input pipeline: a stored ladder in ladder order with speed-ups vs naive and stall shares,
 the hint when nothing was profiled, and the slow tf.data stage from a real xplane.
 No TensorFlow is imported; no timing is asserted.
@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import shutil
-import signal
 import time
 from pathlib import Path
 from unittest import mock
@@ -24,7 +22,7 @@ import pytest
 
 from tests import fixtures
 from tests.test_dashboard_launch import run_until, widget
-from tests.test_dashboard_pages import charts, page_text, texts
+from tests.test_dashboard_pages import charts, texts
 
 CREATED = "2026-01-03T10:00:00+00:00"
 DATA = Path(__file__).resolve().parent / "data"
