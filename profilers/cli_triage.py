@@ -146,6 +146,7 @@ def cmd_profile(args: argparse.Namespace, store: RunStore) -> int:
         from profilers.cli_whatif import print_whatif, run_from_args
 
         doc["whatif"] = run_from_args(args, store, original=profile)
+        doc["findings"] = doc["whatif"]["findings"]  # with the measured gains
     if args.json:
         emit_json(doc)
     else:
