@@ -1,10 +1,7 @@
-"""Launch page: pick a workload, its variants and params (widgets generated from the
-workload's ``Param`` declarations; a param shows only when a chosen variant reads it),
-run it, and watch the answer arrive beside the form: the step-time comparison and the
-verdict fill in as each variant finishes.
-
-The run goes to a warm worker when one is waiting (``profilers.services.launch``;
-TensorFlow already imported), else to a new supervised worker; the page never blocks.
+"""Launch page: pick a workload, its variants and params (a param shows only when a chosen
+variant reads it), run it, and watch the step-time comparison and the verdict fill in
+beside the form as each variant finishes. The run goes to a warm worker when one waits
+(``profilers.services.launch``), else to a new supervised worker; the page never blocks.
 Must not import tensorflow or pynvml.
 """
 from __future__ import annotations
@@ -88,7 +85,11 @@ def results(experiment_id: str, partial: bool) -> None:
         return
     workload = profiles[0].manifest.get("workload")
     usable = ui.variant_options(loaders.workloads()[workload])[0] if workload in loaders.workloads() else []
-    ui.verdict_box(verdict.for_profiles(profiles, usable_variants=usable), workload, partial=partial)
+    found = verdict.for_profiles(profiles, usable_variants=usable)
+    if partial and found.subject is None:
+        st.caption("The verdict appears when the first TensorFlow variant finishes.")
+    else:
+        ui.verdict_box(found, workload, partial=partial)
     ui.step_time_chart(frames.variant_summary(profiles), "No variant has a measured step time yet.")
 
 
