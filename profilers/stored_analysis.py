@@ -75,7 +75,7 @@ def analyse_before_commit(profile: RunProfile, store: Any) -> None:
         if profile.manifest.get("status") == "ok":
             analysis.derive(profile)
         analysis.judge(profile, experiment_context(store, profile))
-    except (SgdscopeError, ValueError, KeyError, TypeError, IndexError) as exc:
+    except (SgdscopeError, ValueError, KeyError, TypeError, IndexError, AttributeError, ArithmeticError) as exc:
         # The measured run is worth more than its analysis: keep it, say what failed.
         _record_failure(profile, exc)
 

@@ -147,3 +147,18 @@ def test_no_gpu_means_no_cupti_warning():
     assert analysis.gpu_trace_warning({"tensorflow": {"gpus": []}}, events) is None
     gpu_events = pd.DataFrame({"process": ["/host:CPU", "/device:GPU:0"]})
     assert analysis.gpu_trace_warning({"tensorflow": {"gpus": ["GPU:0"]}}, gpu_events) is None
+
+
+def test_an_analysis_that_fails_keeps_the_measured_run_and_says_why(tmp_path, monkeypatch):
+    from profilers import stored_analysis
+
+    profile = load_fixture(tmp_path, "numpy")
+
+    def broken(profile):
+        raise ValueError("boom in the analysis")
+
+    monkeypatch.setattr(analysis, "derive", broken)
+    stored_analysis.analyse_before_commit(profile, None)
+    (warning,) = profile.manifest["analysis"]["warnings"]
+    assert warning["invariant"] == "analysis_failed" and "boom in the analysis" in warning["message"]
+    assert profile.findings == [] and not profile.table("steps").empty  # the measurements stay
