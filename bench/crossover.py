@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.results_file import write_section  # noqa: E402
 from profilers.store import RunStore  # noqa: E402
-from profilers.sweep import crossover_table, describe_crossover, run_sweep, sweep_points  # noqa: E402
+from profilers.services import run_sweep  # noqa: E402
+from profilers.sweep import crossover_table, describe_crossover, sweep_points  # noqa: E402
 
 TF_VARIANTS = ["numpy", "numpy_blas", "tf_eager", "tf_function", "tf_xla", "tf_graph_loop", "tf_graph_loop_xla"]
 # (m, n, steps): fewer steps where a step is long; pure Python only where it finishes.

@@ -243,7 +243,8 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
 @command("sweep", "run a workload over several sizes and find where TensorFlow overtakes NumPy", _sweep_args)
 def cmd_sweep(args: argparse.Namespace, store: RunStore) -> int:
     from profilers.spec import parse_param_args
-    from profilers.sweep import crossover_table, describe_crossover, parse_grid, run_sweep, sweep_points
+    from profilers.services import run_sweep
+    from profilers.sweep import crossover_table, describe_crossover, parse_grid, sweep_points
 
     grid = parse_grid(args.grid)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]

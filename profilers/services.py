@@ -188,6 +188,15 @@ def start_sweep(store: RunStore, workload: str, variants: list[str], grid: list[
     return SweepHandle(store, record, slot)
 
 
+def run_sweep(store: RunStore, workload: str, variants: list[str], grid: list[dict[str, str]],
+              base_params: dict[str, str], timeout_s: float,
+              on_point: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """``start_sweep`` and wait for its last size (the CLI's ``sweep``); the record."""
+    handle = start_sweep(store, workload, variants, grid, base_params, timeout_s)
+    handle.wait(on_point=on_point)
+    return handle.record
+
+
 def sweep_handle(store: RunStore, sweep_id: str) -> SweepHandle:
     """A handle on a stored sweep (one this process did not start)."""
     path = sweep_path(store, sweep_id)

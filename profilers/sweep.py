@@ -1,8 +1,8 @@
 """Crossover sweeps: one workload over several problem sizes and several variants.
 
 A sweep is a list of experiments, one per size (params zipped from ``grid``), run one
-after another in ONE worker process (``profilers.services.start_sweep``: TensorFlow is
-imported once, and the sweep's log ``_sweeps/<id>.log`` says so); its record (``_sweeps/<id>.json`` in the store) lists them so the CLI,
+after another in ONE worker process (``profilers.services.start_sweep`` / ``run_sweep``:
+TensorFlow is imported once, and the sweep's log ``_sweeps/<id>.log`` says so); its record (``_sweeps/<id>.json`` in the store) lists them so the CLI,
 the dashboard and bench/crossover.py read the same thing. ``crossover_table`` is pure:
 per size, each variant's median step and its ratio to the NumPy baseline, the best TF
 variant, and the first size where that variant overtakes NumPy.
@@ -12,7 +12,7 @@ Must not import tensorflow, pynvml or streamlit.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
@@ -38,17 +38,6 @@ def parse_grid(pairs: list[str]) -> list[dict[str, str]]:
 
 def size_label(point: dict[str, Any]) -> str:
     return "×".join(str(v) for v in point.values())
-
-
-def run_sweep(store: RunStore, workload: str, variants: list[str], grid: list[dict[str, str]],
-              base_params: dict[str, str], timeout_s: float,
-              on_point: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Run every size in one worker (``services.start_sweep``) and wait for the last one."""
-    from profilers.services import start_sweep
-
-    handle = start_sweep(store, workload, variants, grid, base_params, timeout_s)
-    handle.wait(on_point=on_point)
-    return handle.record
 
 
 def list_sweeps(store: RunStore) -> list[dict[str, Any]]:

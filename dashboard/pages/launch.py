@@ -15,7 +15,7 @@ from profilers import services, verdict
 from profilers.errors import SgdscopeError
 from profilers.spec import DEFAULT_TIMEOUT_S, ExperimentSpec
 
-POLL_S = 0.5
+POLL_S = 0.3
 EXP_KEY = "launch_experiment"
 NO_PRESET = "(none)"
 
@@ -95,7 +95,7 @@ def results(experiment_id: str, partial: bool) -> None:
 
 @st.fragment(run_every=POLL_S)
 def running_panel(experiment_id: str) -> None:
-    """Re-run twice a second while the experiment runs; a full rerun when it is over."""
+    """Re-run every 0.3 s while the experiment runs; a full rerun when it is over."""
     try:
         state = ui.running_experiment(loaders.handle(experiment_id), "Running", f"cancel_{experiment_id}")
         results(experiment_id, partial=True)
