@@ -460,7 +460,7 @@ class _EventColumns:
         func_codes = self.is_func.codes()
         is_func = np.asarray([v in ("1", 1) for v in self.is_func.cats] + [False], dtype=bool)[func_codes]
         pt = pid << 32 | tid
-        lanes, lane_idx = np.unique(pt, return_inverse=True)
+        lane_idx, lanes = pd.factorize(pt)  # hashing, not a sort of every event
         lane_names = [threads.get((int(v) >> 32, int(v) & 0xFFFFFFFF), "") for v in lanes]
         thread_cats = sorted(set(lane_names))
         thread_codes = np.asarray([thread_cats.index(nm) for nm in lane_names], dtype=np.int32)[lane_idx]
@@ -807,8 +807,12 @@ def _drop_other_versions(xprof_dir: Path) -> None:
 def _write_entry(path: Path, result: ToolResult) -> None:
     """Each table as one Arrow IPC (Feather v2, zstd) file, then the index naming them: a
     reader that finds the index finds every table it names."""
-    import pyarrow as pa
-    from pyarrow import feather
+    try:
+        import pyarrow as pa
+        from pyarrow import feather
+    except ImportError as exc:
+        raise DependencyMissing(f"pyarrow is not importable ({exc}); the trace cache is Arrow IPC.",
+                                "Install it: pip install pyarrow (it comes with streamlit).") from None
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tables: dict[str, dict[str, Any]] = {}

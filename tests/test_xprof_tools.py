@@ -277,7 +277,10 @@ def test_trace_protobuf_gives_the_table_xprofs_json_gives(scenario: str, tmp_pat
 
     raw = xt.raw_tool_data(xt.find_xplane(copy_run(scenario, tmp_path)), "trace_viewer", {})
     assert isinstance(raw, bytes)
+    import gc
+
     got = xt.parse_trace_proto(raw)
+    assert gc.isenabled(), "the parser paused the garbage collector and left it paused"
     want = xt.parse_trace_events(process_raw_trace(raw))
     assert len(got.tables["events"]) > 0
     pd.testing.assert_frame_equal(got.tables["events"], want.tables["events"], check_exact=True)
