@@ -28,6 +28,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -41,6 +42,8 @@ from profilers.store import RunStore, new_id
 
 WARM_DIR = "_warm"
 IDLE_POLL_S = 0.05
+#: Seconds after an experiment ends before the next warm worker starts importing TensorFlow.
+SETTLE_S = 3.0
 #: Seconds the worker gets to leave on its own after its job, before its group is killed.
 EXIT_GRACE_S = 5.0
 
@@ -103,14 +106,18 @@ def start_slot(store: RunStore, import_tf: bool = True) -> WarmSlot:
 class WarmPool:
     """At most one idle warm slot, kept by a long-lived process (the dashboard server).
 
-    ``ensure()`` starts a slot when there is no idle one *and no claimed one is still
-    running*: the next worker's TensorFlow import (seconds of CPU) never competes with an
-    experiment being measured. ``take()`` returns the idle slot (ready or still
-    importing) or None."""
+    ``ensure()`` starts a slot when there is no idle one, no claimed one is still running,
+    and the last experiment ended at least ``SETTLE_S`` ago (else a timer calls it then):
+    the next worker's TensorFlow import (seconds of CPU) competes neither with an
+    experiment being measured nor with drawing its result. ``take()`` returns the idle
+    slot (ready or still importing) or None."""
 
     def __init__(self, store: RunStore, import_tf: bool = True) -> None:
         self.store, self.import_tf = store, import_tf
         self.slots: list[WarmSlot] = []
+        self.claimed: list[WarmSlot] = []  # the last few claimed slots, alive or not
+        self._lock = threading.RLock()  # the Streamlit script and the timer both call ensure()
+        self._timer: threading.Timer | None = None
 
     def _prune(self) -> None:
         self.slots = [s for s in self.slots if s.alive]
@@ -123,20 +130,39 @@ class WarmPool:
         self._prune()
         return any(s.running for s in self.slots)
 
+    def _last_end(self) -> float:
+        ends = [(p / "status.json").stat().st_mtime for s in self.claimed for p in s.exp_dirs
+                if (p / "status.json").exists()]
+        return max(ends, default=0.0)
+
     def ensure(self) -> WarmSlot | None:
-        slot = self.idle()
-        if slot is None and not self.busy():
+        with self._lock:
+            slot = self.idle()
+            if slot is not None or self.busy():
+                return slot
+            wait_s = self._last_end() + SETTLE_S - time.time()
+            if wait_s > 0:
+                if self._timer is None or not self._timer.is_alive():
+                    self._timer = threading.Timer(wait_s, self.ensure)
+                    self._timer.daemon = True
+                    self._timer.start()
+                return None
             slot = start_slot(self.store, import_tf=self.import_tf)
             self.slots.append(slot)
-        return slot
+            return slot
 
     def take(self) -> WarmSlot | None:
-        return self.idle()
+        """The idle slot, now counted as claimed (the caller claims it), or None."""
+        with self._lock:
+            slot = self.idle()
+            if slot is not None:
+                self.claimed = [*self.claimed[-4:], slot]
+            return slot
 
     def status(self) -> str:
         slot = self.idle()
         if slot is None:
-            return ("a warm worker starts when the running experiment ends" if self.busy()
+            return ("a warm worker starts once the running experiment has ended" if self.busy() or self.claimed
                     else "no warm worker")
         if slot.ready:
             info = slot.info()
