@@ -1004,6 +1004,18 @@ def trace_event_limit() -> int | None:
     return int(raw) if raw.isdigit() else None
 
 
+def expected_markers(steps: pd.DataFrame) -> int | None:
+    """How many step markers the recorder placed in the profiler window, from a run's
+    ``steps`` table: one per in-window step. None when it cannot be told from the table
+    (no window, or steps that ran as compiled blocks, which carry one marker per block)."""
+    if steps is None or steps.empty or "in_profile_window" not in steps:
+        return None
+    window = steps[steps["in_profile_window"].astype(bool)]
+    if window.empty or ("derived" in window and window["derived"].astype(bool).any()):
+        return None
+    return int(len(window))
+
+
 def capture_limit_warning(xplane_or_events: Path | str | pd.DataFrame, expected_steps: int | None, *,
                           trace_events_total: int | None = None, event_limit: int | None = None,
                           cache_dir: Path | str | None = None) -> dict[str, Any] | None:
@@ -1150,7 +1162,7 @@ def export_trace_json(xplane_path: Path | str, dest: Path | str | None = None, *
 
 __all__: Sequence[str] = (
     "MARKER_NAME", "PIPELINE_TOOLS", "PROTO_TOOLS", "TOOLS", "TOOL_SCHEMAS", "TRACE_EVENT_LIMIT_ENV", "ToolResult",
-    "cache_key", "capture_limit_warning", "conform",
+    "cache_key", "capture_limit_warning", "conform", "expected_markers",
     "convert", "default_cache_dir", "empty_tool_table", "export_trace_json", "find_xplane",
     "parse_trace_events", "parse_trace_proto", "raw_tool_data", "run_tables", "step_window_ms", "step_windows_ms",
     "trace_event_limit", "trace_events",

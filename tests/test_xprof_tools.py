@@ -439,3 +439,24 @@ def test_step_windows_from_the_cache_match_the_markers(eager_run: Path, monkeypa
     assert got["step"].tolist() == [3, 4, 5, 6, 7]
     for row in got.itertuples():
         assert (row.start_ms, row.end_ms) == pytest.approx(want[row.step], abs=1e-9)
+
+
+@pytest.mark.parametrize("scenario", TRACE_SCENARIOS)
+def test_no_capture_limit_warning_on_any_fixture(scenario: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every fixture holds its whole window: no warning, whatever kind of steps it has
+    (tf_graph_loop's five steps ran as one compiled block with one marker)."""
+    monkeypatch.delenv(xt.TRACE_EVENT_LIMIT_ENV, raising=False)
+    run = RunProfile.read(copy_run(scenario, tmp_path))
+    steps = run.table("steps")
+    expected = xt.expected_markers(steps)
+    window = steps[steps["in_profile_window"].astype(bool)]
+    assert expected == (None if window["derived"].any() else len(window))
+    assert xt.capture_limit_warning(run.xplane_path(), expected) is None
+
+
+def test_expected_markers_counts_the_window() -> None:
+    steps = pd.DataFrame({"step": [0, 1, 2, 3], "in_profile_window": [False, True, True, True],
+                          "derived": [False, False, False, False]})
+    assert xt.expected_markers(steps) == 3
+    assert xt.expected_markers(steps.assign(derived=[False, True, True, False])) is None
+    assert xt.expected_markers(steps.assign(in_profile_window=False)) is None
