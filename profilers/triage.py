@@ -134,6 +134,18 @@ def gather(profile: RunProfile, context: Mapping[str, Any] | None = None) -> Fac
             shares = {c: float(tot.get(c, 0.0)) / wall for c in CATEGORIES}
             per_step_ms = {c: float(kept[kept["category"] == c]["ms"].median())
                            if c in tot.index else 0.0 for c in CATEGORIES}
+            sampled = res.get("profiler") in ("pyinstrument", "signal-delay sampler")
+            if not sampled and bd_steps >= OUTLIER_MIN_STEPS:
+                # A trace splits every step exactly: the median step's split (normalised),
+                # so a few slow steps (a busy machine, a stall under 5x) do not set it. A
+                # sampled split is sparse per step (a tick may cover several): pooled.
+                per = kept.pivot_table(index="step", columns="category", values="ms", aggfunc="sum").fillna(0.0)
+                step_wall = per.sum(axis=1)
+                per = per[step_wall > 0].div(step_wall[step_wall > 0], axis=0)
+                med = per.median()
+                norm = float(med.sum())
+                if norm > 0:
+                    shares = {c: float(med.get(c, 0.0)) / norm for c in CATEGORIES}
     facts["shares"] = shares
     facts["shares_scope"] = shares_scope if shares else None
     facts["shares_left_out_steps"] = sorted(outlier_ids)

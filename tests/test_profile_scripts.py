@@ -201,18 +201,22 @@ def test_python_bookkeeping_after_a_compiled_step_is_framework_overhead_not_the_
     got = profiled(home, "bookkeeping_loop")
     run, doc = got["run"], got["analyze"]
     assert doc["steps"]["count"] > 0
+    harness = run.manifest["capture"]["harness"]
+    assert 0 <= harness["framework_overhead_share"] < 0.05
+    assert harness["components"]["samplers"]["ticks"] > 0
+    assert by_rule(doc)["thread_config"]["severity"] == "moderate"  # 8 intra-op threads, 2 cores
+    waited = (run.manifest["capture"].get("cpu_contention") or {}).get("fraction") or 0.0
+    if waited > 0.2:
+        # The analysis moves the thread's run-queue wait, measured over the whole script run,
+        # out of framework_overhead; on a machine this busy that figure does not describe the
+        # window's steps, so the trace's overhead cannot be held to the script's own clock.
+        pytest.skip(f"the script's thread waited for a core {waited:.0%} of the run")
     measured = truth(run, "MEASURED_PYTHON_SHARE")
-    # The wall-clock truth includes waiting for a core, which the analysis reports as
-    # cpu_contention over the whole step: compare shares of the time the thread ran.
     ran = 1.0 - share_of(run, "cpu_contention")
     got_share = share_of(run, "framework_overhead") / ran
     assert abs(got_share - measured) <= TOLERANCE, (got_share, measured)
     f = by_rule(doc)["framework_overhead"]
     assert severity_ok(f["severity"], measured * ran, triage.OVERHEAD_MODERATE, triage.OVERHEAD_HIGH)
-    harness = run.manifest["capture"]["harness"]
-    assert 0 <= harness["framework_overhead_share"] < 0.05
-    assert harness["components"]["samplers"]["ticks"] > 0
-    assert by_rule(doc)["thread_config"]["severity"] == "moderate"  # 8 intra-op threads, 2 cores
 
 
 def triage_facts(run) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 by hand. Also asks for more intra-op threads than a small machine has cores.
 
 Prints what it measured itself: ``MEASURED_PYTHON_SHARE=`` (bookkeeping time over step
-time, steps after the first 3) and ``STEPS=``. Keeps each step's wall time in
+time, steps after the first 3), ``MEDIAN_PYTHON_SHARE=`` (the same, in the median step)
+and ``STEPS=``. Keeps each step's wall time in
 ``STEP_MS`` and its thread's CPU time in ``STEP_CPU_MS`` (read by
 bench/harness_overhead.py). ``BOOKKEEPING_STEPS`` sets the steps.
 """
@@ -41,6 +42,7 @@ ema = None
 STEP_MS = []
 STEP_CPU_MS = []  # the step thread's own CPU time per step
 python_s = step_s = 0.0
+shares = []
 for step in range(N_STEPS):
     c0 = time.thread_time()
     t0 = time.perf_counter()
@@ -61,5 +63,7 @@ for step in range(N_STEPS):
     if step >= 3:
         python_s += t2 - t1
         step_s += t2 - t0
+        shares.append((t2 - t1) / (t2 - t0))
 print(f"STEPS={N_STEPS}")
 print(f"MEASURED_PYTHON_SHARE={python_s / step_s:.4f}")
+print(f"MEDIAN_PYTHON_SHARE={sorted(shares)[len(shares) // 2]:.4f}")
