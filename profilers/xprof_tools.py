@@ -956,6 +956,10 @@ def trace_events(xplane_path: Path | str, *, start_ms: float | None = None, end_
     With ``start_ms``/``end_ms`` (ms since the start of the capture) xprof's streaming
     ``trace_viewer@`` returns the events overlapping that window, display names only: what
     a per-step Gantt chart needs, without loading a large capture whole.
+
+    The whole capture comes from the cache when the run was analysed; otherwise it is
+    converted, after the other ``PIPELINE_TOOLS`` (which the analysis reads next), and
+    all of them are cached.
     """
     if start_ms is None and end_ms is None:
         xplane = Path(xplane_path)
@@ -967,7 +971,7 @@ def trace_events(xplane_path: Path | str, *, start_ms: float | None = None, end_
             # is in trace_viewer; the others' freed memory is handed back first).
             try:
                 return run_tables(xplane, cache_dir=cache_dir).table("events")
-            except BadTable:
+            except (BadTable, TraceUnavailable):
                 pass  # another tool's output is unreadable: the trace alone may still be
         return convert(xplane, "trace_viewer", {}, cache_dir=cache_dir).table("events")
     opts: dict[str, str] = {"resolution": "0"}
