@@ -827,12 +827,12 @@ def _write_entry(path: Path, result: ToolResult) -> None:
 
 
 def _drop_entry(path: Path, why: str) -> None:
-    for p in path.parent.glob(f"{glob_escape(path.stem)}.*"):
+    for p in path.parent.glob(f"{_glob_escape(path.stem)}.*"):
         p.unlink(missing_ok=True)
     CACHE_LOG.append(f"dropped unreadable cache entry {path.name}: {why}")
 
 
-def glob_escape(text: str) -> str:
+def _glob_escape(text: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", text)
 
 
