@@ -176,7 +176,7 @@ def _measured_fix(runs: Mapping[str, Mapping[str, Any]], subject: str,
     for f in findings.get(str(runs[subject].get("run_id")), ()):
         cf = f.get("counterfactual") or {}
         ms = _num(cf.get("median_ms"))
-        if cf.get("measured") and ms and cf.get("variant"):
+        if cf.get("measured") and ms and is_tf(cf.get("variant")) and cf.get("variant") != subject:
             options.setdefault(str(cf["variant"]), ms)
     options = {v: ms for v, ms in options.items() if ms}
     if not options:

@@ -54,3 +54,11 @@ def test_no_baseline_failed_subject_and_no_tf():
 def test_faster_than_numpy_reads_as_faster():
     v = experiment_verdict([run("numpy", 0.01), run("tf_graph_loop_xla", 0.005)])
     assert v.text.startswith("the whole loop under XLA is 2.0× faster than NumPy here")
+
+
+def test_a_counterfactual_pointing_at_numpy_is_not_a_tf_fix():
+    findings = {"r-tf_eager": [{"rule": "small_problem", "counterfactual": {
+        "variant": "numpy", "median_ms": 0.01, "measured": True}}]}
+    v = experiment_verdict([run("numpy", 0.01), run("tf_eager", 1.0)], findings,
+                           usable_variants=["numpy", "tf_eager", "tf_function"])
+    assert "Measured best fix" not in v.text and "No fix was measured here: run numpy, tf_eager, tf_function" in v.text
