@@ -197,7 +197,8 @@ def derive(profile: Any) -> None:
     for key in DERIVED_KEYS:
         res.pop(key, None)
     capture = m.setdefault("capture", {})
-    capture["warnings"] = [w for w in capture.get("warnings") or [] if w.get("kind") != "cupti_empty_gpu_trace"]
+    capture["warnings"] = [w for w in capture.get("warnings") or []  # derived again below
+                           if w.get("kind") not in ("cupti_empty_gpu_trace", "trace_event_cap")]
     unavailable: dict[str, str] = {}
     steps, phases = profile.table("steps"), profile.table("phases")
     if not steps.empty:
@@ -217,6 +218,11 @@ def derive(profile: Any) -> None:
             warning = gpu_trace_warning(m.get("environment") or {}, events_all)
             if warning is not None:
                 capture["warnings"].append(warning)
+            # TF's event cap: a capture cut short says so (the analysis goes on with what was kept).
+            expected = xprof_tools.expected_markers(steps) if capture.get("steps_from") != "inferred" else None
+            cut = xprof_tools.capture_limit_warning(xplane, expected, cache_dir=cache_dir)
+            if cut is not None:
+                capture["warnings"].append(cut)
             # tf.data's own worker threads produce elements in parallel with the step;
             # counting them would split (halve) the step's real input wait.
             events = consumer_view(events_all)
