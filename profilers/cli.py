@@ -203,7 +203,9 @@ def cmd_run(args: argparse.Namespace, store: RunStore) -> int:
                                        for p in profiles], WORKLOADS[spec.workload].baseline)
     from profilers.verdict import for_profiles
 
-    verdict = for_profiles(profiles).text
+    usable = [n for n, v in WORKLOADS[spec.workload].variants.items()
+              if v.availability is None or v.availability()[0]]
+    verdict = for_profiles(profiles, usable_variants=usable).text
     if args.json:
         emit_json({"experiment_id": handle.experiment_id, "status": state["status"],
                    "error": state.get("error"), "runs": runs,
