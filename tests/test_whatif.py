@@ -41,6 +41,13 @@ def whatif(home: Path, script: str, *extra: str) -> dict[str, Any]:
     return json.loads(out.stdout)
 
 
+def _brief(doc: dict[str, Any]) -> str:
+    """What a failing assertion shows: each arm's verdict, gain, interval and reason."""
+    return json.dumps({"baseline_ms": doc["baseline"]["median_ms"], "fixes": [
+        {k: r.get(k) for k in ("fix", "verdict", "gain", "interval", "median_ms", "reason", "runs")}
+        for r in doc["fixes"]]}, default=str)
+
+
 def by_fix(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {r["fix"]: r for r in doc["fixes"]}
 
@@ -61,6 +68,11 @@ def keras_eager(home: Path) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
+def retracing(home: Path) -> dict[str, Any]:
+    return whatif(home, "retracing_shapes.py", "--fix", "reduce_retracing")
+
+
+@pytest.fixture(scope="module")
 def clean_loop(home: Path) -> dict[str, Any]:
     return whatif(home, "compiled_prefetched.py")  # fixes chosen from its findings
 
@@ -69,8 +81,8 @@ def clean_loop(home: Path) -> dict[str, Any]:
 @pytest.mark.tf
 def test_input_bound_loop_ranks_a_tf_data_fix_first_with_an_interval_above_one(input_loop):
     top = input_loop["fixes"][0]
-    assert top["fix"] in TF_DATA_FIXES and top["rank"] == 1
-    assert top["verdict"] == "faster"
+    assert top["fix"] in TF_DATA_FIXES and top["rank"] == 1, _brief(input_loop)
+    assert top["verdict"] == "faster", _brief(input_loop)
     assert top["interval"][0] > 1.0 and top["gain"] > 1.5  # a 6 ms sleep made parallel: robust
     assert top["interval"][0] <= top["gain"] <= top["interval"][1]
     pm = by_fix(input_loop)["parallel_map"]
@@ -101,8 +113,8 @@ def test_every_measured_run_is_a_run_of_one_experiment_and_the_finding_gets_the_
 @pytest.mark.tf
 def test_keras_run_eagerly_true_top_fix_is_run_eagerly_false_with_the_same_loss(keras_eager):
     top = keras_eager["fixes"][0]
-    assert top["fix"] == "run_eagerly_false"
-    assert top["verdict"] == "faster" and top["interval"][0] > 1.0
+    assert top["fix"] == "run_eagerly_false", _brief(keras_eager)
+    assert top["verdict"] == "faster" and top["interval"][0] > 1.0, _brief(keras_eager)
     assert top["loss_check"]["status"] == "same"
     assert "-model.compile(optimizer=\"sgd\", loss=\"mse\", run_eagerly=True)" in top["diff"]
     assert "+model.compile(optimizer=\"sgd\", loss=\"mse\", run_eagerly=False)" in top["diff"]
@@ -119,9 +131,17 @@ def test_a_larger_batch_is_labelled_as_changing_the_maths_and_ranked_below(keras
 
 
 @pytest.mark.tf
+def test_a_retracing_loop_gains_from_reduce_retracing(retracing):
+    top = retracing["fixes"][0]
+    assert top["fix"] == "reduce_retracing" and top["verdict"] == "faster", _brief(retracing)
+    assert top["interval"][0] > 1.0  # a new trace for almost every batch length, gone
+    assert "+@tf.function(reduce_retracing=True)" in top["diff"]
+
+
+@pytest.mark.tf
 def test_clean_compiled_loop_reports_no_measurable_gain(clean_loop):
     assert clean_loop["chosen_from"] in ("findings", "default (no finding named a fix)")
-    assert all(r.get("verdict") != "faster" for r in clean_loop["fixes"])
+    assert all(r.get("verdict") != "faster" for r in clean_loop["fixes"]), _brief(clean_loop)
     assert any(r.get("applied") for r in clean_loop["fixes"])  # something was measured, not just skipped
     assert clean_loop["summary"].startswith("No measurable gain for any fix")
     spe = by_fix(clean_loop).get("steps_per_execution")
