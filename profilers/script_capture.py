@@ -771,12 +771,13 @@ class DelaySampler:
         self.records.append((now - self.t0_ns, tuple(stack), now - self._last, cpu - self._last_cpu,
                              int(fire - self._fire), now - fire_ns, first_ns - self._last,
                              q - self._last_q if q >= 0 and self._last_q >= 0 else -1))
-        self._fire = fire
         # The handler's own time is left out of the next tick and kept as the harness cost.
         self._last_q = self._runq_ns()
         self._last, self._last_cpu = time.perf_counter_ns(), time.thread_time_ns()
         self.cost_ns += self._last - now
         self.cost_cpu_ns += self._last_cpu - cpu
+        # Fires while the handler ran (a busy machine can deschedule it) are its own cost.
+        self._fire = (self._last - self._grid0) // self.interval_ns
         self._busy = False
 
     def start(self) -> None:
@@ -903,7 +904,8 @@ def split_ticks(records: list[Tick], script_files: set[str], interval_ns: float,
         run = float(min(max(cpu_ns, 0), wall_ns))
         queued = float(min(max(runq_ns, 0), wall_ns - run)) if runq_ns >= 0 else 0.0
         blocked = wall_ns - run - queued  # off the CPU by its own choice: only C code blocks
-        ran_after_fire = cpu_ns - max(pre_ns, 0)  # CPU time past the first fire (at least)
+        # CPU time past the first fire (at least); the fires come ``base_ns`` after the grid.
+        ran_after_fire = cpu_ns - max(pre_ns + base_ns, 0)
         if fires >= 2 or delay_ns > IN_C_DELAY_NS:
             # The handler was held off: in a C call (running, or blocked waiting in it), or
             # descheduled in bytecode (waiting in the run queue: then it ran the handler as
