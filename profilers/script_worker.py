@@ -98,6 +98,38 @@ def analyse_tf_capture(xplane: Path, recorder_steps: pd.DataFrame | None,
     return {"tables": {"steps": steps}, "results": {}, "capture": capture}
 
 
+def _loop_mark_steps(marks: Any, t0_ns: int, window: dict[str, Any], skip: int, max_steps: int,
+                     cap_info: dict[str, Any]) -> pd.DataFrame | None:
+    """Steps of a custom TF loop the trace could not cut (``step_inference`` found no
+    pattern, fetch or repeated call): the iterations of the marked training loop inside the
+    profiler window. Updates ``cap_info`` the way inferred steps do (the analysis marks them
+    on the trace), keeping why the trace alone gave none."""
+    loop, why = marks.choose()
+    before = dict(cap_info.get("step_inference") or {})
+    if loop is None:
+        cap_info["step_inference"] = {**before, "loop_marks": why}
+        return None
+    s_ns, e_ns = marks.iterations(loop.id)
+    start_us, end_us = (s_ns - t0_ns) / 1e3, (e_ns - t0_ns) / 1e3
+    w0, w1 = window.get("start_us"), window.get("stop_us")
+    inside = np.ones(len(start_us), dtype=bool)
+    if w0 is not None:
+        inside &= start_us >= w0
+    if w1 is not None:
+        inside &= end_us <= w1
+    start_us, end_us = start_us[inside][:skip + max_steps], end_us[inside][:skip + max_steps]
+    if len(start_us) < 2:
+        cap_info["step_inference"] = {**before, "loop_marks": f"{why}, but fewer than two of its iterations "
+                                                              f"fell inside the profiler window"}
+        return None
+    lane = before.get("dispatch_thread")
+    cap_info.update(steps_from="inferred", trace_offset_us=float(w0 or 0.0),
+                    inferred_lane=[lane["pid"], lane["tid"]] if lane else None)
+    cap_info["step_inference"] = {**before, "method": "loop_marks", "reason": None,
+                                  "trace_reason": before.get("reason"), "loop": vars(loop), "why": why}
+    return _steps_frame(start_us, end_us - start_us, min(skip, len(start_us) - 1))
+
+
 # -- runs without TensorFlow ------------------------------------------------------------------------
 #: Steps kept from a NumPy script's training loop (its first iterations after warm-up).
 MAX_PY_STEPS = 5000
@@ -246,6 +278,10 @@ def profile_script(spec: ExperimentSpec, exp_dir: Path, store: RunStore) -> RunP
                             window_s=window_s, keras_mode=scan.uses_keras_fit)
     else:
         capture = PyCapture(t0_ns=t0)
+    from profilers.script_capture import LoopMarks
+
+    # A custom TF loop's iterations are marked too: the steps when the trace shows none.
+    marks = capture.loop_marks if tf is None else None if scan.uses_keras_fit else LoopMarks()
     samplers = SamplerSet(spec.samplers, interval_s=spec.sample_interval_s, t0_ns=t0,
                           live_path=exp_dir / f"live-{variant}.jsonl")
     emit(exp_dir, "phase", text="running the script")
@@ -263,7 +299,7 @@ def profile_script(spec: ExperimentSpec, exp_dir: Path, store: RunStore) -> RunP
                 capture.around_script():
             try:
                 outcome = run_user_code(script, p.get("function"), list(p.get("argv") or []),
-                                        loop_marks=capture.loop_marks if tf is None else None)
+                                        loop_marks=marks)
             except SgdscopeError as exc:  # e.g. --function names no function: the run fails with it
                 from profilers.script_capture import ScriptOutcome
 
@@ -312,6 +348,10 @@ def profile_script(spec: ExperimentSpec, exp_dir: Path, store: RunStore) -> RunP
                 cap_info.update(got["capture"])
             except SgdscopeError as exc:  # the run is kept; the reason is shown with it
                 cap_info["analysis_error"] = f"{type(exc).__name__}: {exc.message} {exc.hint}".strip()
+            if cap_info.get("steps_from") == "none" and marks is not None:
+                found_steps = _loop_mark_steps(marks, t0, capture.window(), skip, max_steps, cap_info)
+                if found_steps is not None:
+                    tables["steps"] = found_steps
         else:
             cap_info["unavailable_reason"] = capture.window().get("error") or (
                 "the profiler window never opened (Keras fit was expected but no training step ran)"

@@ -219,6 +219,17 @@ def test_python_bookkeeping_after_a_compiled_step_is_framework_overhead_not_the_
     assert severity_ok(f["severity"], measured * ran, triage.OVERHEAD_MODERATE, triage.OVERHEAD_HIGH)
 
 
+@pytest.mark.tf
+def test_a_loop_the_trace_cannot_cut_gets_its_steps_from_the_marked_loop(home):
+    got = profiled(home, "eager_varying")
+    run, doc = got["run"], got["analyze"]
+    inf = run.manifest["capture"]["step_inference"]
+    assert inf["method"] == "loop_marks" and "no repeating pattern" in inf["trace_reason"]
+    assert inf["loop"]["text"].startswith("for step, n in enumerate(passes)")
+    assert doc["steps"]["count"] == int(truth(run, "STEPS")) - 3
+    assert by_rule(doc)["eager_execution"]["severity"] == "high"
+
+
 def triage_facts(run) -> dict[str, Any]:
     from profilers import triage
 
