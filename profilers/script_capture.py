@@ -1,4 +1,4 @@
-"""Running a user's training script unchanged, under the TF profiler or pyinstrument.
+"""Running a user's training script unchanged, under the TF profiler or a sampler.
 
 Used only by the script worker (``profilers.script_worker``), inside its subprocess:
 
@@ -39,7 +39,7 @@ import types
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from profilers.errors import BadInput
 from profilers.recorder import StepRecorder
