@@ -550,7 +550,8 @@ def rule_outlier_steps(f: Facts) -> Finding | None:
             f"step ({f['median_ms']:.1f} ms); the longest, step {worst['step']}, took {worst['ms']:.0f} ms{where}"
             + (f": {cause}" if cause else "") + ".")
     ev = {"outliers": details, "steps_measured": len(measured), "median_step_ms": _r(f["median_ms"]),
-          "excess_ms": _r(excess_ms, 2), "threshold_x_median": OUTLIER_FACTOR, "cause": cause,
+          "excess_ms": _r(excess_ms, 2), "threshold_x_median": OUTLIER_FACTOR,
+          "cause": cause or "not recognised from what the steps contained (see outliers)",
           "summary": text, "note": "these steps are left out of every other finding's share",
           "thresholds": {"moderate": OUTLIER_MODERATE, "high": OUTLIER_HIGH,
                          "of": "measured time the outliers took beyond a median step"}}
