@@ -450,6 +450,8 @@ def environment_rows(env: Mapping[str, Any] | None) -> list[tuple[str, str]]:
         rows.append(("oneDNN", state + (f" (TF_ENABLE_ONEDNN_OPTS={env_var})" if env_var is not None else "")))
         if tf.get("import_s") is not None:
             rows.append(("TF import", f"{tf['import_s']:.1f} s"))
+        elif tf.get("import_note"):
+            rows.append(("TF import", f"not in this run ({tf['import_note']})"))
     else:
         rows.append(("TensorFlow", "not imported in this experiment (no TF variant ran)"))
     versions = env.get("versions") or {}

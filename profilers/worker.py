@@ -129,12 +129,16 @@ def main(exp_dir: Path) -> int:
         emit(exp_dir, "phase", text="measuring this machine's GEMM peak")
         env["gemm_peak"] = environment.gemm_peak(store.home / "_machine", dtype=workload.compute_dtype)
     if any(workload.variant(v).needs_tf for v in spec.variants):
-        emit(exp_dir, "phase", text="importing TensorFlow")
+        warm = "tensorflow" in sys.modules  # a warm worker imported it before this experiment
+        emit(exp_dir, "phase", text="TensorFlow already imported (warm worker)" if warm else "importing TensorFlow")
         t = time.perf_counter()
         import tensorflow as tf
 
         env["tensorflow"] = environment.collect_tf(tf)
-        env["tensorflow"]["import_s"] = time.perf_counter() - t
+        env["tensorflow"]["import_s"] = None if warm else time.perf_counter() - t
+        if warm:
+            env["tensorflow"]["import_note"] = ("imported by the warm worker before this experiment "
+                                                "started: its cost was not part of this run")
     emit(exp_dir, "phase", text="preparing data")
     data = workload.prepare(params)
     # The baseline runs first so every other variant can be checked against its loss.
