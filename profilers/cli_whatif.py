@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from profilers.cli import command, emit_json, fmt_ms, print_table, wait_for
+from profilers.errors import BadInput
 from profilers.store import RunStore
 
 
@@ -36,12 +37,35 @@ def _whatif_args(p: argparse.ArgumentParser) -> None:
 
     _profile_args(p)
     add_whatif_args(p)
+    p.add_argument("--original", metavar="RUN_ID",
+                   help="a stored profile of this script to start from (its step window, skip and "
+                        "arguments are used; it becomes the baseline's first run)")
+
+
+def original_run(store: RunStore, run_id: str, script: Path) -> Any:
+    """A stored, successful profile of ``script`` (``BadInput`` otherwise)."""
+    profile = store.load(run_id)
+    m = profile.manifest
+    path = (m.get("script") or {}).get("path")
+    if m.get("source") != "script" or not path:
+        raise BadInput(f"Run {run_id} is not a profile of a script.", "Pick a run made by `sgdscope profile`.")
+    if Path(path).resolve() != Path(script).expanduser().resolve():
+        raise BadInput(f"Run {run_id} profiled {path}, not {script}.", "Give the script that run profiled.")
+    if m.get("status") != "ok":
+        raise BadInput(f"Run {run_id} did not succeed ({m.get('error')}).", "Fix the script and profile it again.")
+    return profile
 
 
 def run_from_args(args: argparse.Namespace, store: RunStore, original: Any = None) -> dict[str, Any]:
     from profilers.cli_triage import make_spec
     from profilers.whatif import run_whatif
 
+    if original is None and getattr(args, "original", None):
+        original = original_run(store, args.original, Path(args.script))
+        prm = original.manifest.get("params") or {}
+        args.function, args.arg = prm.get("function"), list(prm.get("argv") or [])
+        args.max_steps, args.skip_steps = int(prm.get("max_steps", 50)), int(prm.get("skip_steps", 3))
+        args.window = float(prm.get("window_s", args.window))
     spec = make_spec(Path(args.script), function=args.function, argv=args.arg, max_steps=args.max_steps,
                      skip_steps=args.skip_steps, window_s=args.window, timeout_s=args.timeout)
 

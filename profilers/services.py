@@ -203,3 +203,25 @@ def sweep_handle(store: RunStore, sweep_id: str) -> SweepHandle:
     if not path.exists():
         raise BadInput(f"No sweep {sweep_id}.", "Start one on the Sweep page or with `sgdscope sweep`.")
     return SweepHandle(store, json.loads(path.read_text(encoding="utf-8")))
+
+
+def start_whatif(store: RunStore, run_id: str, repeat: int = 3) -> Path:
+    """``sgdscope whatif`` on the script a stored profile ran, starting from that run, in a
+    background process (its own session; it launches a supervised worker per run). The
+    result lands on the run (``manifest["whatif"]["result"]``); returns the log's path."""
+    import subprocess
+    import sys
+
+    from profilers.cli_whatif import original_run
+
+    profile = store.load(run_id)
+    script = Path((profile.manifest.get("script") or {}).get("path") or "")
+    original_run(store, run_id, script)  # checked here, so the page shows a bad choice at once
+    log = store.home / "_whatif" / f"{run_id}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as fh:
+        subprocess.Popen([sys.executable, "-m", "profilers.cli", "whatif", str(script), "--original", run_id,
+                          "--repeat", str(int(repeat)), "--home", str(store.home)],
+                         cwd=session.PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=fh, stderr=fh,
+                         start_new_session=True)
+    return log

@@ -385,3 +385,53 @@ def test_orchestration_interleaves_drops_unapplied_fixes_combines_winners_and_re
     assert stored.manifest["whatif"]["result"]["summary"].startswith("Best fix: parallel_map")
     cf = stored.findings[0]["counterfactual"]
     assert cf["measured"] is True and cf["variant"] == "parallel_map" and cf["speedup"] == pytest.approx(2.0, rel=0.03)
+
+
+def _script_run(dash_home: Path) -> Any:
+    store = RunStore(dash_home)
+    run = store.load(str(store.list()["run_id"].iloc[0]))
+    run.manifest.update(source="script", status="ok")
+    run.manifest.pop("whatif", None)
+    store.update(run)
+    return run
+
+
+def test_measuring_from_the_triage_page_needs_the_opt_in(filled_store, dash_home, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.delenv("SGDSCOPE_ALLOW_SCRIPTS", raising=False)
+    run = _script_run(dash_home)
+    at = AppTest.from_file(str(ROOT / "dashboard" / "pages" / "triage.py"), default_timeout=30)
+    at.session_state["triage_run_id"] = run.run_id
+    at.run()
+    assert not at.exception, at.exception
+    assert not [b for b in at.button if b.key == "whatif-start"]
+    assert any("SGDSCOPE_ALLOW_SCRIPTS=1" in c.value for c in at.caption)
+
+
+def test_the_triage_page_starts_a_whatif_with_the_opt_in(filled_store, dash_home, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from profilers import services
+
+    monkeypatch.setenv("SGDSCOPE_ALLOW_SCRIPTS", "1")
+    started: list[str] = []
+    monkeypatch.setattr(services, "start_whatif", lambda store, run_id: started.append(run_id) or Path("x.log"))
+    run = _script_run(dash_home)
+    at = AppTest.from_file(str(ROOT / "dashboard" / "pages" / "triage.py"), default_timeout=30)
+    at.session_state["triage_run_id"] = run.run_id
+    at.run()
+    next(b for b in at.button if b.key == "whatif-start").click().run()
+    assert not at.exception, at.exception
+    assert started == [run.run_id]
+    assert any("Started" in s.value for s in at.success)
+
+
+def test_whatif_original_must_be_a_good_profile_of_that_script(tmp_path):
+    store = RunStore(tmp_path)
+    run = _fake_run(store, [], 10.0)
+    from profilers.cli_whatif import original_run
+
+    with pytest.raises(BadInput, match="not .*slow_input_loop.py"):
+        original_run(store, run.run_id, SCRIPTS / "slow_input_loop.py")
+    assert original_run(store, run.run_id, Path("/nonexistent/train.py")).run_id == run.run_id

@@ -15,8 +15,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, frames, loaders, theme, ui
-from profilers import services, whatif
+from dashboard import charts, frames, loaders, theme, ui, whatif_panel
+from profilers import services
 from profilers.spec import ExperimentSpec
 
 ALLOW_ENV = "SGDSCOPE_ALLOW_SCRIPTS"
@@ -113,15 +113,6 @@ def show_finding(profile: Any, f: dict[str, Any], i: int) -> None:
                  hide_index=True, width="stretch")
 
 
-def show_whatif(result: dict[str, Any]) -> None:
-    st.subheader("What-if: each fix measured (sgdscope whatif)")
-    st.caption(f"{result['summary']} {result['repeat']} runs of each, interleaved (experiment {result['experiment_id']}).")
-    df = whatif.result_frame(result)
-    if not df.empty:
-        st.altair_chart(charts.whatif_chart(df, "arm", "median_ms", "lo_ms", "hi_ms", "verdict"), width="stretch")
-        st.dataframe(df.drop(columns=["lo_ms", "hi_ms"]), hide_index=True, width="stretch")
-
-
 def main() -> None:
     st.title("Triage")
     st.caption("What slows this run down, with the numbers behind it and the change to make.")
@@ -142,8 +133,7 @@ def main() -> None:
                    "is unavailable here (e.g. GPU utilization without a GPU) say nothing.")
     for i, f in enumerate(profile.findings):
         show_finding(profile, f, i)
-    if result := (profile.manifest.get("whatif") or {}).get("result"):
-        show_whatif(result)
+    whatif_panel.show(profile, os.environ.get(ALLOW_ENV, "").strip() == "1")
 
 
 ui.run_page(main)
