@@ -16,7 +16,7 @@ import argparse
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from profilers import triage
 from profilers.cli import command, emit_json, fmt_ms, run_summary, wait_for
@@ -112,13 +112,17 @@ def launch_script(store: RunStore, spec: Any) -> Any:
     return launch(spec, store, kind="script")
 
 
-def _profile_cmd_args(p: argparse.ArgumentParser) -> None:
-    from profilers.cli_whatif import add_whatif_args
+#: Extensions of ``profile``, registered by the modules that provide them (without an import
+#: back to them): name -> (add_arguments, after(args, store, profile, doc), show(doc)).
+#: ``profilers.cli_whatif`` adds ``--whatif``.
+PROFILE_EXTENSIONS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[..., None],
+                                    Callable[[dict[str, Any]], None]]] = {}
 
+
+def _profile_cmd_args(p: argparse.ArgumentParser) -> None:
     _profile_args(p)
-    p.add_argument("--whatif", action="store_true",
-                   help="then measure each fix the findings name (as `sgdscope whatif`; --fix, --repeat)")
-    add_whatif_args(p)
+    for add_arguments, _, _ in PROFILE_EXTENSIONS.values():
+        add_arguments(p)
 
 
 @command("profile", "profile your own training script unchanged and name its bottlenecks", _profile_cmd_args)
@@ -142,17 +146,15 @@ def cmd_profile(args: argparse.Namespace, store: RunStore) -> int:
                 "run_dir": str(profile.run_dir)})
     if args.out:
         doc["bundle"] = export_bundle(profile, Path(args.out))
-    if args.whatif and m.get("status") == "ok":
-        from profilers.cli_whatif import print_whatif, run_from_args
-
-        doc["whatif"] = run_from_args(args, store, original=profile)
-        doc["findings"] = doc["whatif"]["findings"]  # with the measured gains
+    if m.get("status") == "ok":
+        for _, after, _ in PROFILE_EXTENSIONS.values():
+            after(args, store, profile, doc)
     if args.json:
         emit_json(doc)
     else:
         print_report(doc)
-        if doc.get("whatif"):
-            print_whatif(doc["whatif"])
+        for _, _, show in PROFILE_EXTENSIONS.values():
+            show(doc)
         if script.get("exit_code"):
             print(f"\nThe script failed (exit code {script['exit_code']}): {script.get('exception')}", file=sys.stderr)
             if script.get("traceback"):

@@ -4,7 +4,8 @@ Profiles the script as is, then reruns it with each fix (``profilers.fixes``) ap
 outside, ``--repeat`` times interleaved with the baseline (``profilers.whatif``), and
 prints the table: fix, the code edit as a diff, median step before and after, the gain
 with its interval (or "no measurable gain"), the loss check; then the combination of the
-winners. ``sgdscope profile SCRIPT.py --whatif`` does the same after its profile.
+winners. ``sgdscope profile SCRIPT.py --whatif`` does the same after its profile (registered in
+``cli_triage.PROFILE_EXTENSIONS``, so ``cli_triage`` never imports this module).
 
 Registered in ``profilers.cli.COMMAND_MODULES``. Must not import tensorflow, pynvml or
 streamlit.
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from profilers.cli import command, emit_json, fmt_ms, print_table, wait_for
+from profilers.cli_triage import PROFILE_EXTENSIONS, _profile_args, make_spec
 from profilers.errors import BadInput
 from profilers.store import RunStore
 
@@ -33,8 +35,6 @@ def add_whatif_args(p: argparse.ArgumentParser) -> None:
 
 
 def _whatif_args(p: argparse.ArgumentParser) -> None:
-    from profilers.cli_triage import _profile_args
-
     _profile_args(p)
     add_whatif_args(p)
     p.add_argument("--original", metavar="RUN_ID",
@@ -57,7 +57,6 @@ def original_run(store: RunStore, run_id: str, script: Path) -> Any:
 
 
 def run_from_args(args: argparse.Namespace, store: RunStore, original: Any = None) -> dict[str, Any]:
-    from profilers.cli_triage import make_spec
     from profilers.whatif import run_whatif
 
     if original is None and getattr(args, "original", None):
@@ -117,6 +116,26 @@ def print_whatif(doc: dict[str, Any]) -> None:
     print(f"\n{doc['summary']}")
     print(f"runs stored as experiment {doc['experiment_id']}; the original run {doc['original_run_id']} "
           "has the measured gains on its findings")
+
+
+def _profile_extension_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--whatif", action="store_true",
+                   help="then measure each fix the findings name (as `sgdscope whatif`; --fix, --repeat)")
+    add_whatif_args(p)
+
+
+def _after_profile(args: argparse.Namespace, store: RunStore, profile: Any, doc: dict[str, Any]) -> None:
+    if args.whatif:
+        doc["whatif"] = run_from_args(args, store, original=profile)
+        doc["findings"] = doc["whatif"]["findings"]  # with the measured gains
+
+
+def _show_after_profile(doc: dict[str, Any]) -> None:
+    if doc.get("whatif"):
+        print_whatif(doc["whatif"])
+
+
+PROFILE_EXTENSIONS["whatif"] = (_profile_extension_args, _after_profile, _show_after_profile)
 
 
 @command("whatif", "measure each fix for your script (applied from outside it): gain with its interval",

@@ -9,8 +9,8 @@ step window and skip. Then:
 - the gain of a fix is the ratio of median step times (baseline / fix), per baseline step
   where a fix changes how much one step does (``step_scale``), with an interval that is the
   wider of a two-level bootstrap (runs, then steps within runs) and a t interval on the
-  runs' log medians with the run-to-run variance pooled over every arm, so drift between
-  runs widens it; an interval that includes 1.0, or
+  runs' log trimmed-mean step times with the run-to-run variance pooled over every arm,
+  so drift between runs widens it; an interval that includes 1.0, or
   a gain under ``MIN_EFFECT``, is "no measurable gain";
 - the loss check compares final losses (Keras fit logs them; a custom loop's are not seen):
   "same", "changes the maths", or "not checkable" with the reason;
@@ -76,12 +76,12 @@ def gain_interval(base_runs: list[np.ndarray], fix_runs: list[np.ndarray], *, n:
                   noise: tuple[float, int] | None = None) -> tuple[float, float, float]:
     """(gain, lo, hi): gain = median(baseline steps) / median(fix steps), pooled over runs.
 
-    The interval is the wider of two: a two-level bootstrap (runs with replacement, then
-    steps within each: the spread of the steps) and a t interval on the runs' log medians
-    (the spread between runs: separate processes on a busy machine drift, and with few
-    runs a bootstrap cannot see that). ``noise`` = (variance, degrees of freedom) of a
-    run's log median, pooled over every arm of the what-if (``run_noise``); by default
-    pooled over these two arms."""
+    The interval is the wider of two: a two-level bootstrap of that ratio (runs with
+    replacement, then steps within each: the spread of the steps) and a t interval on the
+    runs' log ``run_level`` step times (the spread between runs: separate processes on a
+    busy machine drift, and with few runs a bootstrap cannot see that). ``noise`` =
+    (variance, degrees of freedom) of a run's log level, pooled over every arm of the
+    what-if (``run_noise``); by default pooled over these two arms."""
     base_runs = [r for r in base_runs if len(r)]
     fix_runs = [r for r in fix_runs if len(r)]
     if not base_runs or not fix_runs:
@@ -101,12 +101,22 @@ def gain_interval(base_runs: list[np.ndarray], fix_runs: list[np.ndarray], *, n:
     return gain, min(lo, t_lo), max(hi, t_hi)
 
 
+def run_level(steps_ms: np.ndarray) -> float:
+    """One run's step time for the between-run spread: the 10%-trimmed mean. A pipelined
+    input makes step times bimodal (a batch ready, or not), and a run's median then jumps
+    between the two modes from run to run although its throughput does not; the trimmed
+    mean follows the throughput and still ignores outlier steps."""
+    from scipy import stats
+
+    return float(stats.trim_mean(steps_ms, 0.1))
+
+
 def run_noise(arms: list[list[np.ndarray]]) -> tuple[float, int] | None:
-    """(variance, df) of a run's log median step around its arm's mean, pooled over the
+    """(variance, df) of a run's log ``run_level`` around its arm's mean, pooled over the
     arms with two runs or more; None when no arm has two."""
     ss, df = 0.0, 0
     for runs in arms:
-        logs = np.log([np.median(r) for r in runs if len(r)])
+        logs = np.log([run_level(r) for r in runs if len(r)])
         if len(logs) >= 2:
             ss += float(((logs - logs.mean()) ** 2).sum())
             df += len(logs) - 1
@@ -115,15 +125,15 @@ def run_noise(arms: list[list[np.ndarray]]) -> tuple[float, int] | None:
 
 def between_runs_interval(base_runs: list[np.ndarray], fix_runs: list[np.ndarray], level: float,
                           noise: tuple[float, int] | None) -> tuple[float, float]:
-    """t interval of exp(mean log median(base run) - mean log median(fix run)) with the
+    """t interval of exp(mean log level(base run) - mean log level(fix run)) with the
     pooled run-to-run ``noise``; (inf, -inf), i.e. no constraint, without one."""
     from scipy import stats
 
     if noise is None:
         return float("inf"), float("-inf")
     var, df = noise
-    b = np.log([np.median(r) for r in base_runs])
-    f = np.log([np.median(r) for r in fix_runs])
+    b = np.log([run_level(r) for r in base_runs])
+    f = np.log([run_level(r) for r in fix_runs])
     diff = float(b.mean() - f.mean())
     se = float(np.sqrt(var * (1 / len(b) + 1 / len(f))))
     t = float(stats.t.ppf(1 - (1 - level) / 2, df))

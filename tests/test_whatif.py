@@ -435,3 +435,15 @@ def test_whatif_original_must_be_a_good_profile_of_that_script(tmp_path):
     with pytest.raises(BadInput, match="not .*slow_input_loop.py"):
         original_run(store, run.run_id, SCRIPTS / "slow_input_loop.py")
     assert original_run(store, run.run_id, Path("/nonexistent/train.py")).run_id == run.run_id
+
+
+def test_a_bimodal_pipelined_arm_is_not_mistaken_for_run_to_run_noise():
+    # prefetched input: steps are ~1 ms (batch ready) or ~6 ms (not); the share is the same in
+    # every run, but each run's median lands in either mode
+    rng = np.random.default_rng(4)
+    base = [rng.normal(7.0, 0.1, 50) for _ in range(2)]
+    fix = [np.r_[rng.normal(1.0, 0.05, 26), rng.normal(6.0, 0.1, 24)],
+           np.r_[rng.normal(1.0, 0.05, 24), rng.normal(6.0, 0.1, 26)]]
+    assert abs(np.median(fix[0]) - np.median(fix[1])) > 2.0
+    g, lo, hi = wi.gain_interval(base, fix)
+    assert wi.verdict(g, lo, hi)[0] == "faster", (g, lo, hi)
