@@ -58,6 +58,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
+    load_before = os.getloadavg()[0]
     home = Path(tempfile.mkdtemp(prefix="sgdscope-whatif-truth-"))
     env = dict(os.environ, SGDSCOPE_HOME=str(home), TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
     out = subprocess.run([sys.executable, "-m", "profilers.cli", "whatif", str(SCRIPT), "--repeat",
@@ -103,7 +104,9 @@ def main() -> int:
         f"| hand-edited | {', '.join(f'{v:.2f}' for v in fix_ms)} | {np.median(fix_ms):.2f} |", "",
         f"Hand gain {hand:.2f}x; what-if gain {top['gain']:.2f}x "
         f"[{top['interval'][0]:.2f}-{top['interval'][1]:.2f}]; what-if / hand = {ratio:.2f} "
-        f"(goal within ±30%: {'met' if abs(ratio - 1) <= 0.30 else 'NOT met'})."]
+        f"(goal within ±30%: {'met' if abs(ratio - 1) <= 0.30 else 'NOT met'}).", "",
+        f"Machine load average (1 min) {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, "
+        f"on {os.cpu_count()} logical cores (shared with other jobs)."]
     print("\n".join(lines))
     return 0
 
