@@ -206,12 +206,13 @@ def test_python_bookkeeping_after_a_compiled_step_is_framework_overhead_not_the_
     assert harness["components"]["samplers"]["ticks"] > 0
     assert by_rule(doc)["thread_config"]["severity"] == "moderate"  # 8 intra-op threads, 2 cores
     waited = (run.manifest["capture"].get("cpu_contention") or {}).get("fraction") or 0.0
-    if waited > 0.2:
+    if waited > 0.6:
         # The analysis moves the thread's run-queue wait, measured over the whole script run,
         # out of framework_overhead; on a machine this busy that figure does not describe the
         # window's steps, so the trace's overhead cannot be held to the script's own clock.
         pytest.skip(f"the script's thread waited for a core {waited:.0%} of the run")
-    measured = truth(run, "MEASURED_PYTHON_SHARE")
+    # Host time outside kernels: the bookkeeping plus the call's own framework cost.
+    measured = truth(run, "MEASURED_FRAMEWORK_SHARE")
     ran = 1.0 - share_of(run, "cpu_contention")
     got_share = share_of(run, "framework_overhead") / ran
     assert abs(got_share - measured) <= TOLERANCE, (got_share, measured)

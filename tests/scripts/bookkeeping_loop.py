@@ -3,8 +3,9 @@
 by hand. Also asks for more intra-op threads than a small machine has cores.
 
 Prints what it measured itself: ``MEASURED_PYTHON_SHARE=`` (bookkeeping time over step
-time, steps after the first 3), ``MEDIAN_PYTHON_SHARE=`` (the same, in the median step)
-and ``STEPS=``. Keeps each step's wall time in
+time, steps after the first 3), ``MEDIAN_PYTHON_SHARE=`` (the same, in the median step),
+``MEASURED_FRAMEWORK_SHARE=`` (bookkeeping plus the call's own framework cost, timed on
+the same step over 1x1 tensors, over step time) and ``STEPS=``. Keeps each step's wall time in
 ``STEP_MS`` and its thread's CPU time in ``STEP_CPU_MS`` (read by
 bench/harness_overhead.py). ``BOOKKEEPING_STEPS`` sets the steps.
 """
@@ -54,7 +55,7 @@ for step in range(N_STEPS):
     history["ema"].append(ema)
     recent = sorted(history["loss"][-50:])
     spread = 0.0
-    for i in range(4000):  # a hand-rolled statistic, in pure Python
+    for i in range(12000):  # a hand-rolled statistic, in pure Python
         spread += (recent[i % len(recent)] - ema) ** 2 / (1 + i % 7)
     history["spread"].append(spread)
     t2 = time.perf_counter()
@@ -64,6 +65,29 @@ for step in range(N_STEPS):
         python_s += t2 - t1
         step_s += t2 - t0
         shares.append((t2 - t1) / (t2 - t0))
+# The call's own framework cost (dispatch, executor: host time outside kernels), measured on
+# the same step over 1x1 tensors, whose kernels take next to nothing.
+x1, y1 = tf.constant([[1.0]]), tf.constant([[0.5]])
+v1, v2 = tf.Variable([[0.1]]), tf.Variable([[0.1]])
+
+
+@tf.function
+def tiny_step(x, y):
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(tf.square(tf.matmul(tf.nn.relu(tf.matmul(x, v1)), v2) - y))
+    g1, g2 = tape.gradient(loss, [v1, v2])
+    v1.assign_sub(0.01 * g1)
+    v2.assign_sub(0.01 * g2)
+    return loss
+
+
+calls = []
+for i in range(25):
+    t0 = time.perf_counter()
+    tiny_step(x1, y1)
+    calls.append(time.perf_counter() - t0)
+call_s = sorted(calls[5:])[len(calls[5:]) // 2]
 print(f"STEPS={N_STEPS}")
+print(f"MEASURED_FRAMEWORK_SHARE={(python_s + call_s * (N_STEPS - 3)) / step_s:.4f}")
 print(f"MEASURED_PYTHON_SHARE={python_s / step_s:.4f}")
 print(f"MEDIAN_PYTHON_SHARE={sorted(shares)[len(shares) // 2]:.4f}")
