@@ -24,7 +24,6 @@ Must not import tensorflow, pynvml or streamlit.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -326,7 +325,7 @@ def run_whatif(store: RunStore, base_spec: Any, *, fixes: list[str] | None = Non
     return {**doc, "findings": original.findings}
 
 
-def result_frame(result: dict[str, Any]) -> "Any":
+def result_frame(result: dict[str, Any]) -> Any:
     """One row per measured arm of a stored what-if (``manifest["whatif"]["result"]``):
     ``arm, median_ms, lo_ms, hi_ms, gain_text, verdict, loss_check`` with the step-time
     interval derived from the gain's (baseline median / gain bounds). Empty when nothing
