@@ -121,7 +121,7 @@ def main() -> int:
 
     wall_sg, cpu_sg = ratios("sgdscope", "tf_profiler", 0), ratios("sgdscope", "tf_profiler", 1)
     wall_tf = ratios("tf_profiler", "plain", 0)
-    print(f"Command: `{command_line()}`; script `{SCRIPT.relative_to(ROOT)}`, {args.steps} steps per block "
+    print(f"Script `{SCRIPT.relative_to(ROOT)}` (`{command_line()}`), {args.steps} steps per block "
           f"({WARMUP} warm-up), {args.rounds} rounds in rotating order, one process.\n")
     print("| setup | step wall, lower quartile (ms): median over rounds | min | max | step thread CPU (ms): median |")
     print("|---|---|---|---|---|")
