@@ -122,6 +122,7 @@ ANALYSIS_VERSION = 2
 #: a re-analysis never keeps a stale one.
 DERIVED_KEYS: tuple[str, ...] = (
     "breakdown_ms", "breakdown_window_ms", "breakdown_scale", "breakdown_source", "breakdown_steps",
+    "breakdown_left_out_steps",
     "breakdown_error", "input_wait_share", "ops_per_step", "eager_ops_per_step", "graph_ops_per_step",
     "function_calls_per_step", "dispatches_per_step", "overhead_us_per_dispatch", "overhead_us_per_op",
     "eager_share", "eager_ms_per_step", "eager_window_ms_per_step", "gflops", "gemm_peak_gflops", "cpu_contention_share",
@@ -267,10 +268,19 @@ def derive(profile: Any) -> None:
             unavailable["cpu_contention_share"] = cont.get("reason") or "not measured for this run"
         table = carve_contention(table, steps, fraction)
         profile.tables["breakdown"] = table
-        sel = table[table["step"].isin(measured_ids)] if measured_ids and table["step"].isin(measured_ids).any() else table
+        stepwise = bool(measured_ids) and table["step"].isin(measured_ids).any()
+        sel = table[table["step"].isin(measured_ids)] if stepwise else table
         scaled = scaled_breakdown(sel, median)
+        # The typical step's split (outlier steps left out; the median step's split of a
+        # trace), applied to the median step: the same shares the triage rules read.
+        shares, left_out = bd.typical_shares(sel, measured_steps(steps) if stepwise else steps.iloc[0:0],
+                                             pooled=provided_source is not None and source == "stored"
+                                             or res.get("profiler") in bd.SAMPLED_PROFILERS)
+        if shares and median:
+            scaled["breakdown_ms"] = {c: shares.get(c, 0.0) * median for c in CATEGORIES}
         res.update(breakdown_ms=scaled["breakdown_ms"], breakdown_window_ms=scaled["window_ms"],
                    breakdown_scale=scaled["scale"], breakdown_steps=int(sel["step"].nunique()),
+                   breakdown_left_out_steps=left_out,
                    breakdown_source=SOURCE_TEXT.get(source) or provided_source or source)
         if scaled["breakdown_ms"] is None:
             unavailable["breakdown_ms"] = ("no measured step: only a whole-run breakdown "

@@ -47,7 +47,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -573,3 +573,58 @@ def breakdown_for_run(steps: pd.DataFrame, phases: pd.DataFrame, xplane_path: Pa
 
     events = xprof_tools.trace_events(xplane_path, cache_dir=cache_dir)
     return breakdown_from_trace(steps, events, phases)
+
+
+# -- the typical step: one definition of a run's shares ---------------------------------------------
+#: A step longer than this many median steps is an outlier (left out of the shares).
+OUTLIER_FACTOR = 5.0
+OUTLIER_MIN_STEPS = 10  # fewer steps give no typical step to compare with
+OUTLIER_MAX_FRACTION = 0.1  # more slow steps than this are a slow mode of the run, not outliers
+#: Capture tools whose per-step split is sampled (sparse per step): their shares are pooled.
+SAMPLED_PROFILERS = ("pyinstrument", "signal-delay sampler")
+
+
+def outlier_steps(measured: pd.DataFrame) -> list[dict[str, Any]]:
+    """Measured steps longer than ``OUTLIER_FACTOR`` x the median step: ``step, ms,
+    x_median`` (by step order); none when more than ``OUTLIER_MAX_FRACTION`` of the steps
+    are that slow (then they are part of the run's behaviour, and stay in its shares)."""
+    if len(measured) < OUTLIER_MIN_STEPS:
+        return []
+    wall = measured["wall_us"].to_numpy(dtype=float)
+    med = float(np.median(wall))
+    if not med > 0:
+        return []
+    sel = measured[wall > OUTLIER_FACTOR * med]
+    if len(sel) > max(1, OUTLIER_MAX_FRACTION * len(measured)):
+        return []  # that many slow steps are the run's typical behaviour, not one-offs
+    return [{"step": int(r.step), "ms": round(float(r.wall_us) / 1e3, 3),
+             "x_median": round(float(r.wall_us) / med, 1)} for r in sel.itertuples()]
+
+
+def typical_shares(breakdown: pd.DataFrame, measured: pd.DataFrame, *, pooled: bool = False
+                   ) -> tuple[dict[str, float], list[int]]:
+    """(category shares of the typical step, the outlier steps left out).
+
+    The one definition of a run's split, read by the analysis (``breakdown_ms`` = shares x
+    the median step) and by the triage rules: outlier steps (``outlier_steps``) are left
+    out, so one stall never decides a share; a trace splits every step exactly, so the
+    shares are the median step's split (normalised) when there are enough steps; a sampled
+    split is sparse per step (a tick may cover several), so ``pooled`` sums the steps."""
+    out_ids = [o["step"] for o in outlier_steps(measured)]
+    kept = breakdown[~breakdown["step"].isin(out_ids)] if out_ids else breakdown
+    if kept.empty:
+        return {}, out_ids
+    tot = kept.groupby("category")["ms"].sum()
+    wall = float(tot.sum())
+    if wall <= 0:
+        return {}, out_ids
+    shares = {c: float(tot.get(c, 0.0)) / wall for c in CATEGORIES}
+    if not pooled and kept["step"].nunique() >= OUTLIER_MIN_STEPS:
+        per = kept.pivot_table(index="step", columns="category", values="ms", aggfunc="sum").fillna(0.0)
+        step_wall = per.sum(axis=1)
+        per = per[step_wall > 0].div(step_wall[step_wall > 0], axis=0)
+        med = per.median()
+        norm = float(med.sum())
+        if norm > 0:
+            shares = {c: float(med.get(c, 0.0)) / norm for c in CATEGORIES}
+    return shares, out_ids

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from profilers.errors import BadInput
+from profilers.contention import ContentionMeter
 from profilers.recorder import StepRecorder
 
 TF_MODULES = frozenset({"tensorflow", "keras", "tf_keras"})
@@ -245,6 +246,8 @@ class TfCapture:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _timer: threading.Timer | None = None
     _tap: _WarningTap = field(default_factory=_WarningTap)
+    #: Run-queue wait of the script's thread over the time window (CPU contention).
+    meter: ContentionMeter = field(default_factory=ContentionMeter)
 
     # -- window ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -259,6 +262,7 @@ class TfCapture:
                 self.error = f"TF profiler could not start: {exc}"
                 return
             self.started_ns = time.perf_counter_ns()
+            self.meter.start()  # on the script's thread, which calls start()
             self._own = True
         self._timer = threading.Timer(self.window_s, self.stop, kwargs={"reason": f"window of {self.window_s:g} s"})
         self._timer.daemon = True
@@ -271,6 +275,7 @@ class TfCapture:
             if not self._own or self.stopped_ns is not None:
                 return
             try:
+                self.meter.stop()  # before stop(), whose own cost is not the steps'
                 tf.profiler.experimental.stop()
             except tf.errors.UnavailableError as exc:  # the script stopped it itself
                 self.error = f"TF profiler was already stopped: {exc}"

@@ -322,8 +322,11 @@ def profile_script(spec: ExperimentSpec, exp_dir: Path, store: RunStore) -> RunP
     results: dict[str, Any] = {}
     cap_info: dict[str, Any] = {"profiled": True, "xplane": None, "source": "script"}
     recorder = getattr(capture, "recorder", None)
+    window_meter = getattr(capture, "meter", None)
     if recorder is not None and recorder.steps_done:  # Keras fit: over the marked steps
-        cap_info["cpu_contention"] = recorder.contention
+        cap_info["cpu_contention"] = {**recorder.contention, "span": "the profiled Keras steps"}
+    elif window_meter is not None and window_meter.result is not None:  # a custom loop's time window
+        cap_info["cpu_contention"] = {**window_meter.result, "span": "the profiler's time window"}
     else:
         cap_info["cpu_contention"] = {**(meter.result or {}), "span": "the whole script run"}
     if tf is not None:

@@ -49,10 +49,9 @@ COMPILE_MODERATE, COMPILE_HIGH = 0.10, 0.30  # share of the captured run
 RETRACE_WARN_TRACES = 5  # TF warns at 5 traces in the last 10 calls
 RETRACE_HIGH_CALL_SHARE = 0.5
 SMALL_PROBLEM_HIGH_RATIO = 5.0
-#: A step longer than this many median steps is an outlier (left out of the shares).
-OUTLIER_FACTOR = 5.0
-OUTLIER_MIN_STEPS = 10  # fewer steps give no typical step to compare with
-OUTLIER_MAX_FRACTION = 0.1  # more slow steps than this are a slow mode of the run, not outliers
+#: Outlier steps and the typical step's shares: one definition, in profilers.breakdown.
+from profilers.breakdown import (OUTLIER_FACTOR, OUTLIER_MAX_FRACTION, OUTLIER_MIN_STEPS,  # noqa: E402,F401
+                                 SAMPLED_PROFILERS, outlier_steps as _outlier_steps, typical_shares)
 #: Share of the measured time the outliers took beyond a median step.
 OUTLIER_MODERATE, OUTLIER_HIGH = 0.05, 0.20
 #: Interpreter share of a NumPy script: the signal-delay sampler reads C calls shorter
@@ -123,29 +122,15 @@ def gather(profile: RunProfile, context: Mapping[str, Any] | None = None) -> Fac
     # median are left out (the outlier_steps rule reports them), the rest pooled.
     outlier_ids = {o["step"] for o in facts["outlier_steps"]}
     kept = bd_measured[~bd_measured["step"].isin(outlier_ids)] if outlier_ids else bd_measured
-    shares: dict[str, float] = {}
     per_step_ms: dict[str, float] = {}
-    bd_steps = 0
-    if not kept.empty:
+    bd_steps = int(kept["step"].nunique()) if not kept.empty else 0
+    # The same shares the analysis scaled breakdown_ms from (profilers.breakdown.typical_shares).
+    shares, _ = typical_shares(bd_measured, measured if shares_scope == "steps" else measured.iloc[0:0],
+                               pooled=res.get("profiler") in SAMPLED_PROFILERS)
+    if shares and not kept.empty:
         tot = kept.groupby("category")["ms"].sum()
-        wall = float(tot.sum())
-        bd_steps = int(kept["step"].nunique())
-        if wall > 0:
-            shares = {c: float(tot.get(c, 0.0)) / wall for c in CATEGORIES}
-            per_step_ms = {c: float(kept[kept["category"] == c]["ms"].median())
-                           if c in tot.index else 0.0 for c in CATEGORIES}
-            sampled = res.get("profiler") in ("pyinstrument", "signal-delay sampler")
-            if not sampled and bd_steps >= OUTLIER_MIN_STEPS:
-                # A trace splits every step exactly: the median step's split (normalised),
-                # so a few slow steps (a busy machine, a stall under 5x) do not set it. A
-                # sampled split is sparse per step (a tick may cover several): pooled.
-                per = kept.pivot_table(index="step", columns="category", values="ms", aggfunc="sum").fillna(0.0)
-                step_wall = per.sum(axis=1)
-                per = per[step_wall > 0].div(step_wall[step_wall > 0], axis=0)
-                med = per.median()
-                norm = float(med.sum())
-                if norm > 0:
-                    shares = {c: float(med.get(c, 0.0)) / norm for c in CATEGORIES}
+        per_step_ms = {c: float(kept[kept["category"] == c]["ms"].median())
+                       if c in tot.index else 0.0 for c in CATEGORIES}
     facts["shares"] = shares
     facts["shares_scope"] = shares_scope if shares else None
     facts["shares_left_out_steps"] = sorted(outlier_ids)
@@ -164,23 +149,6 @@ def gather(profile: RunProfile, context: Mapping[str, Any] | None = None) -> Fac
         facts["captured_ms"] = None
     facts["eager"] = _eager_facts(facts)
     return facts
-
-
-def _outlier_steps(measured: pd.DataFrame) -> list[dict[str, Any]]:
-    """Measured steps longer than ``OUTLIER_FACTOR`` x the median step: ``step, ms,
-    x_median`` (by step order); none when more than ``OUTLIER_MAX_FRACTION`` of the steps
-    are that slow (then they are part of the run's behaviour, and stay in its shares)."""
-    if len(measured) < OUTLIER_MIN_STEPS:
-        return []
-    wall = measured["wall_us"].to_numpy(dtype=float)
-    med = float(np.median(wall))
-    if not med > 0:
-        return []
-    sel = measured[wall > OUTLIER_FACTOR * med]
-    if len(sel) > max(1, OUTLIER_MAX_FRACTION * len(measured)):
-        return []  # that many slow steps are the run's typical behaviour, not one-offs
-    return [{"step": int(r.step), "ms": round(float(r.wall_us) / 1e3, 3),
-             "x_median": round(float(r.wall_us) / med, 1)} for r in sel.itertuples()]
 
 
 def _eager_facts(facts: Facts) -> dict[str, Any] | None:
