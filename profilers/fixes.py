@@ -108,7 +108,7 @@ class Applied:
         scale = 1.0
         for name in self.names:
             st = self.states[name]
-            fix = FIXES[name]
+            fix = ALL[name]
             reason = None
             if not st.applied:
                 reason = st.error or "; ".join(st.notes) or fix.unused_reason
@@ -123,7 +123,7 @@ class Applied:
 def apply(names: list[str], user_files: list[str]) -> Iterator[Applied]:
     """Install the named fixes for the duration of the script's run (no-op for none)."""
     for name in names:
-        lookup(FIXES, name, "fix")
+        lookup(ALL, name, "fix")
     applied = Applied(names, user_files)
     if not names:
         yield applied
@@ -133,7 +133,7 @@ def apply(names: list[str], user_files: list[str]) -> Iterator[Applied]:
     undo: list[Callable[[], None]] = []
     try:
         for name in names:
-            undo.append(FIXES[name].install(tf, applied.states[name]))
+            undo.append(ALL[name].install(tf, applied.states[name]))
         yield applied
     finally:
         for fn in reversed(undo):
@@ -418,6 +418,39 @@ def _install_threads(tf: Any, state: FixState) -> Callable[[], None]:
 
     return _chain(_patch(th, "set_intra_op_parallelism_threads", keep("set_intra_op_parallelism_threads")),
                   _patch(th, "set_inter_op_parallelism_threads", keep("set_inter_op_parallelism_threads")))
+
+
+def _install_observe_loss(tf: Any, state: FixState) -> Callable[[], None]:
+    """Not a fix: keeps the scalar float results of the script's own ``tf.function`` calls
+    (a custom loop's step returns its loss), as tensors (no sync inside the loop), and at
+    the end reports the last one of the function called most often."""
+    from tensorflow.python.eager.polymorphic_function import polymorphic_function as pf
+
+    seen: dict[str, list[Any]] = {}
+    original = pf.Function.__call__
+
+    def __call__(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        result = original(fn, *args, **kwargs)
+        if (isinstance(result, tf.Tensor) and hasattr(result, "numpy") and result.shape.rank == 0
+                and result.dtype.is_floating and state.user_site() is not None):
+            kept = seen.setdefault(getattr(fn, "__name__", "tf.function"), [])
+            kept.append(result)
+            del kept[:-5]  # the last few are enough
+            state.details["calls"] = state.details.get("calls", 0) + 1
+        return result
+
+    undo_patch = _patch(pf.Function, "__call__", __call__)
+    state.always = True
+
+    def undo() -> None:
+        undo_patch()
+        if seen:
+            name = max(seen, key=lambda k: len(seen[k]))
+            state.details.update(function=name, final_loss=float(seen[name][-1].numpy()),
+                                 last_losses=[float(t.numpy()) for t in seen[name]])
+        else:
+            state.note("no tf.function of the script returned a scalar float")
+    return undo
 
 
 def _install_larger_batch(tf: Any, state: FixState) -> Callable[[], None]:
@@ -723,3 +756,12 @@ FIXES: dict[str, Fix] = dict(sorted({
         "changes the maths)", True, (".fit(",), "the script calls no Keras fit",
         "no Keras fit on arrays was reached", _install_larger_batch, _edits_larger_batch),
 }.items()))
+
+#: Observers: installed like fixes, change nothing (``whatif`` adds them to every run).
+OBSERVE_LOSS = "observe_loss"
+OBSERVERS: dict[str, Fix] = {
+    OBSERVE_LOSS: Fix(OBSERVE_LOSS, "records the loss a custom loop's tf.function step returns", False, (), "",
+                      "no tf.function of the script returned a scalar float", _install_observe_loss,
+                      lambda tree, source, sites, details: []),
+}
+ALL: dict[str, Fix] = {**FIXES, **OBSERVERS}

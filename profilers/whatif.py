@@ -12,8 +12,9 @@ step window and skip. Then:
   runs' log trimmed-mean step times with the run-to-run variance pooled over every arm,
   so drift between runs widens it; an interval that includes 1.0, or
   a gain under ``MIN_EFFECT``, is "no measurable gain";
-- the loss check compares final losses (Keras fit logs them; a custom loop's are not seen):
-  "same", "changes the maths", or "not checkable" with the reason;
+- the loss check compares final losses (Keras fit's logged loss, or the scalar a custom
+  loop's ``tf.function`` step returns, kept by ``fixes.OBSERVE_LOSS`` in every run): "same",
+  "changes the maths", or "not checkable" with the reason;
 - the fixes that gain without changing the maths are measured together (the combination);
 - every measured run is relabelled into one experiment (``manifest["whatif"]``), and each
   finding of the original run whose fix was measured gains ``counterfactual.measured``.
@@ -151,9 +152,13 @@ def verdict(gain: float, lo: float, hi: float) -> tuple[str, str]:
 
 
 def final_losses(runs: list[RunProfile]) -> list[float]:
+    """Each run's final loss: Keras fit's logged one, else the last scalar a custom loop's
+    ``tf.function`` step returned (``fixes.OBSERVE_LOSS``); runs with neither are left out."""
     out = []
     for p in runs:
         v = (p.manifest.get("results") or {}).get("final_loss")
+        if v is None:
+            v = ((_fix_report(p, fx.OBSERVE_LOSS).get("details")) or {}).get("final_loss")
         if v is not None and np.isfinite(v):
             out.append(float(v))
     return out
@@ -161,10 +166,11 @@ def final_losses(runs: list[RunProfile]) -> list[float]:
 
 def loss_check(base: list[float], fixed: list[float], *, n_base_runs: int, n_fix_runs: int,
                declared_maths: bool) -> dict[str, Any]:
-    """``{"status": "same" | "changes the maths" | "not checkable", "detail"}`` from final losses."""
-    if len(base) < n_base_runs or len(fixed) < n_fix_runs or not base or not fixed:
-        detail = ("the script's losses are not observed (sgdscope sees Keras fit's logged loss; "
-                  "a custom loop's loss stays inside the script)")
+    """``{"status": "same" | "changes the maths" | "not checkable", "detail"}`` from the final
+    losses of the runs that have one (``n_*_runs``: how many runs there were)."""
+    if not base or len(fixed) < n_fix_runs:
+        detail = ("the script's losses are not observed (sgdscope sees Keras fit's logged loss, or the "
+                  "scalar a custom loop's tf.function step returns; this script shows neither)")
         if declared_maths:
             return {"status": "changes the maths", "detail": f"by design; {detail}"}
         return {"status": "not checkable", "detail": detail}
@@ -210,8 +216,8 @@ class _Runner:
     def run(self, fixes: list[str], label: str) -> RunProfile:
         from profilers.session import launch
 
-        spec = dataclasses.replace(self.base_spec, params={**self.base_spec.params, "fixes": list(fixes)},
-                                   experiment_id="")
+        spec = dataclasses.replace(self.base_spec, experiment_id="",
+                                   params={**self.base_spec.params, "fixes": [*fixes, fx.OBSERVE_LOSS]})
         self.count += 1
         self.progress(f"run {self.count}: {label}")
         handle = launch(spec, self.store, kind="script")
@@ -382,7 +388,8 @@ def _relabel(store: RunStore, wid: str, variant: str, arms: dict[str, list[RunPr
             m = p.manifest
             m["whatif"] = {"experiment_id": wid, "arm": arm, "round": k,
                            "launched_as": m.get("experiment_id"), "fixes": [] if arm == BASELINE else
-                           ((m.get("script") or {}).get("fixes") or {}).get("requested", [])}
+                           [f for f in ((m.get("script") or {}).get("fixes") or {}).get("requested", [])
+                            if f in fx.FIXES]}
             m["experiment_id"] = wid
             m["variant"] = f"{variant}.r{k}" if arm == BASELINE else f"{variant}+{arm}.r{k}"
             m["order"] = order

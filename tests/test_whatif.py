@@ -87,7 +87,7 @@ def test_input_bound_loop_ranks_a_tf_data_fix_first_with_an_interval_above_one(i
     assert top["interval"][0] <= top["gain"] <= top["interval"][1]
     pm = by_fix(input_loop)["parallel_map"]
     assert "num_parallel_calls=tf.data.AUTOTUNE" in pm["diff"] and pm["diff"].startswith("--- a/slow_input_loop.py")
-    assert pm["loss_check"]["status"] == "not checkable"  # a custom loop's loss is not seen
+    assert pm["loss_check"]["status"] == "same", pm["loss_check"]  # the step's returned loss, observed
     assert len(pm["runs"]) == 2 and len(input_loop["baseline"]["runs"]) == 2
     assert input_loop["combination"] is None  # one winner: nothing to combine
 
@@ -136,6 +136,7 @@ def test_a_retracing_loop_gains_from_reduce_retracing(retracing):
     assert top["fix"] == "reduce_retracing" and top["verdict"] == "faster", _brief(retracing)
     assert top["interval"][0] > 1.0  # a new trace for almost every batch length, gone
     assert "+@tf.function(reduce_retracing=True)" in top["diff"]
+    assert top["loss_check"]["status"] == "same", top["loss_check"]
 
 
 @pytest.mark.tf
