@@ -73,15 +73,17 @@ def main() -> int:
              "per batch in a `numpy_function`, no prefetch).", "",
              f"`sgdscope whatif --repeat {args.repeat}` (fixes chosen from the findings: "
              f"{', '.join(r['fix'] for r in doc['fixes'])}):", "",
-             "| rank | fix | median step ms | gain [95% interval] | verdict |", "|---|---|---|---|---|",
-             f"| | baseline | {doc['baseline']['median_ms']:.2f} | | |"]
+             "| rank | fix | median step ms | gain [95% interval] | verdict | loss check |",
+             "|---|---|---|---|---|---|",
+             f"| | baseline | {doc['baseline']['median_ms']:.2f} | | | |"]
     for r in doc["fixes"] + ([doc["combination"]] if doc.get("combination") else []):
         if r.get("gain") is None:
-            lines.append(f"| {r.get('rank', '')} | {r['fix']} | | not applied | {r.get('reason')} |")
+            lines.append(f"| {r.get('rank', '')} | {r['fix']} | | not applied | {r.get('reason')} | |")
             continue
         name = r["fix"] if r["fix"] != "combination" else "+".join(r["fixes"])
         lines.append(f"| {r.get('rank', '-')} | {name} | {r['median_ms']:.2f} | {r['gain']:.2f}x "
-                     f"[{r['interval'][0]:.2f}-{r['interval'][1]:.2f}] | {r['verdict']} |")
+                     f"[{r['interval'][0]:.2f}-{r['interval'][1]:.2f}] | {r['verdict']} | "
+                     f"{(r.get('loss_check') or {}).get('status', '')} |")
     if top["fix"] not in HAND_EDITS:
         lines += ["", f"Top fix {top['fix']} is not a tf.data fix: the Done-when does NOT hold."]
         print("\n".join(lines))
