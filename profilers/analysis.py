@@ -403,7 +403,14 @@ def judge(profile: Any, context: Mapping[str, Any] | None = None) -> None:
     stored = (m.get("analysis") or {}).get("context") or {}
     src = context or stored
     ctx = {"experiment": list(src.get("experiment") or []), "variants": src.get("variants")}
-    profile.findings = triage.evaluate(profile, ctx)
+    # Gains a what-if rerun measured for this run (profilers.whatif) outlive a re-judging.
+    whatif = {f["rule"]: f["counterfactual"] for f in profile.findings or []
+              if (f.get("counterfactual") or {}).get("source") == "whatif"}
+    findings = triage.evaluate(profile, ctx)
+    for f in findings:
+        if f["rule"] in whatif and not (f.get("counterfactual") or {}).get("measured"):
+            f["counterfactual"] = whatif[f["rule"]]
+    profile.findings = triage.order_findings(findings)
     m["analysis"] = {"version": ANALYSIS_VERSION, "context": ctx, "warnings": []}
     m["analysis"]["warnings"] = invariants.check(profile)
 

@@ -87,9 +87,18 @@ def check_results(results: dict[str, Any]) -> list[dict[str, str]]:
     return out
 
 
-def _gain(finding: dict[str, Any]) -> float | None:
+def measured_gain(finding: dict[str, Any]) -> float | None:
+    """The measured speed-up of a finding's fix, when one was measured and it is a gain: a
+    faster variant of the same experiment, or a what-if rerun whose interval is above 1."""
     cf = finding.get("counterfactual") or {}
-    return cf.get("speedup") if cf.get("measured") and _finite(cf.get("speedup")) else None
+    if not cf.get("measured") or not _finite(cf.get("speedup")):
+        return None
+    if cf.get("source") == "whatif" and cf.get("verdict") != "faster":
+        return None  # measured, and no measurable gain (or slower): nothing to rank by
+    return float(cf["speedup"]) if cf["speedup"] > 1 else None
+
+
+_gain = measured_gain
 
 
 def check_findings(findings: list[dict[str, Any]], results: dict[str, Any], variant: str | None,
@@ -104,7 +113,13 @@ def check_findings(findings: list[dict[str, Any]], results: dict[str, Any], vari
                     and _finite(median) and value > median * (1 + SUM_TOLERANCE)):
                 out.append(_v("evidence_within_step", f"{rule}: {key} = {value:.4g} ms in a {median:.4g} ms step"))
         cf = f.get("counterfactual") or {}
-        if cf.get("measured"):
+        if cf.get("measured") and cf.get("source") == "whatif":
+            lo = (cf.get("interval") or [None])[0]
+            if cf.get("verdict") == "faster" and not (_finite(lo) and lo > 1):
+                out.append(_v("counterfactual_is_faster",
+                              f"{rule}: the what-if fix {cf.get('variant')} is called faster, but its "
+                              f"interval starts at {lo}"))
+        elif cf.get("measured"):
             other = medians.get(cf.get("variant"))
             if not (_finite(other) and _finite(median) and other < median):
                 out.append(_v("counterfactual_is_faster",

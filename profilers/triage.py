@@ -789,15 +789,12 @@ def evaluate(profile: RunProfile, context: Mapping[str, Any] | None = None,
     return order_findings(out)
 
 
-def _measured_gain(finding: Finding) -> float | None:
-    cf = finding.get("counterfactual") or {}
-    return cf.get("speedup") if cf.get("measured") and cf.get("speedup") else None
-
-
 def order_findings(findings: list[Finding]) -> list[Finding]:
+    from profilers.invariants import measured_gain
+
     """Findings with a measured gain first, largest gain first; then by severity and share."""
     def key(x: Finding) -> tuple:
-        gain = _measured_gain(x)
+        gain = measured_gain(x)
         return (gain is None, -(gain or 0.0), SEVERITY_RANK.get(x["severity"], 9), -(x.get("share") or 0.0),
                 x["rule"])
     return sorted(findings, key=key)

@@ -162,3 +162,20 @@ def test_an_analysis_that_fails_keeps_the_measured_run_and_says_why(tmp_path, mo
     (warning,) = profile.manifest["analysis"]["warnings"]
     assert warning["invariant"] == "analysis_failed" and "boom in the analysis" in warning["message"]
     assert profile.findings == [] and not profile.table("steps").empty  # the measurements stay
+
+
+def test_judging_again_keeps_what_a_whatif_rerun_measured(tmp_path):
+    profile = load_fixture(tmp_path, "tf_eager")
+    analysis.analyse(profile)
+    rule = profile.findings[-1]["rule"]
+    cf = {"variant": "run_eagerly_false", "speedup": 3.0, "interval": [2.0, 4.5], "verdict": "faster",
+          "measured": True, "source": "whatif", "text": "measured by what-if"}
+    profile.findings[-1]["counterfactual"] = cf
+    analysis.judge(profile, {"experiment": []})
+    kept = {f["rule"]: f.get("counterfactual") for f in profile.findings}
+    assert kept[rule] == cf
+    assert profile.findings[0]["rule"] == rule  # a measured gain ranks first
+    assert invariants.check(profile) == []
+    cf_bad = dict(cf, interval=[0.8, 4.5])  # "faster" with an interval that includes 1
+    profile.findings[0]["counterfactual"] = cf_bad
+    assert {v["invariant"] for v in invariants.check(profile)} == {"counterfactual_is_faster"}
