@@ -35,8 +35,15 @@ def test_run_page_shows_the_trace_of_a_profiled_run(traced, open_page):
     profiled = eager.table("steps").query("in_profile_window")["step"].astype(int).tolist()
     step_box = next(s for s in at.selectbox if s.label == "Timeline of profiled step")
     assert list(step_box.options) == [str(s) for s in profiled]
-    marks = [spec.get("mark", {}) for spec, _ in charts(at)]
-    assert any(isinstance(m, dict) and m.get("type") == "bar" and "height" in m for m in marks)  # the Gantt
+    def marks(spec):  # every mark of a (layered) spec
+        if isinstance(spec, dict):
+            if isinstance(spec.get("mark"), dict):
+                yield spec["mark"]
+            for layer in spec.get("layer") or []:
+                yield from marks(layer)
+
+    found = [m for spec, _ in charts(at) for m in marks(spec)]
+    assert any(m.get("type") == "bar" and "height" in m for m in found)  # the Gantt's bars
     labels = [b.label for b in at.get("download_button")]
     assert "Download trace (Chrome/Perfetto JSON)" in labels and "Download bundle (.zip)" in labels
 
@@ -65,4 +72,4 @@ def test_compare_explains_where_the_time_goes(traced, open_page):
     assert "In plain words" in text
     assert "tf_eager:" in text and "is framework overhead over" in text
     assert "numpy does the whole step in" in text
-    assert "Download the experiment (.zip)" in [b.label for b in at.get("download_button")]
+    assert "Download (.zip)" in [b.label for b in at.get("download_button")]  # the experiment's bundle
