@@ -67,6 +67,8 @@ EAGER_STEP_MIN_DISPATCHES = 8
 MIN_FALLBACK_BOUNDARIES = 3
 _UPDATE_RE = re.compile(r"^(Assign(Add|Sub)?VariableOp|ResourceApply\w+|ResourceSparseApply\w+)$")
 _TFDATA_THREAD_RE = re.compile(r"^tf_data")
+_TFE_PY_RE = re.compile(r"^TFE_Py_")
+_EAGER_EXECUTE_RE = re.compile(r"^EagerExecute$")
 
 
 @dataclass
@@ -101,10 +103,21 @@ def consumer_view(events: pd.DataFrame) -> pd.DataFrame:
     """
     if events.empty:
         return events
-    thread = events["thread"].astype("string").fillna("")
-    name = events["name"].astype("string").fillna("")
-    producer = thread.str.match(_TFDATA_THREAD_RE.pattern) & ~name.str.contains(GETNEXT_RE.pattern)
-    return events[~producer.to_numpy(dtype=bool)].reset_index(drop=True)
+    producer = _matches(events["thread"], _TFDATA_THREAD_RE) & ~_matches(events["name"], GETNEXT_RE)
+    return events[~producer].reset_index(drop=True)
+
+
+def _matches(col: pd.Series, rx: re.Pattern[str]) -> np.ndarray:
+    """``rx.search`` over a column, as a bool array. A categorical column (the events table's
+    strings) is matched once per category, not once per event: a big capture has hundreds
+    of thousands of events but a few hundred distinct names."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        cats = col.cat.categories.astype(str)
+        hit = np.fromiter((rx.search(c) is not None for c in cats), dtype=bool, count=len(cats))
+        codes = col.cat.codes.to_numpy()
+        return np.where(codes >= 0, hit[np.maximum(codes, 0)], False) if len(cats) else np.zeros(len(col), bool)
+    text = col.astype("string").fillna("")
+    return text.str.contains(rx.pattern, regex=True).to_numpy(dtype=bool)
 
 
 def _top_level(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -152,7 +165,7 @@ def dispatch_sequence(events: pd.DataFrame) -> tuple[pd.DataFrame, tuple[int, in
     # An eager op starts where the Python call that dispatched it starts.
     e_ts = eager["ts_us"].to_numpy(dtype=float)
     e_end = e_ts + eager["dur_us"].to_numpy(dtype=float)
-    py = on[on["name"].astype("string").fillna("").str.startswith("TFE_Py_")].sort_values("ts_us")
+    py = on[_matches(on["name"], _TFE_PY_RE)].sort_values("ts_us")
     if len(py) and len(e_ts):
         p_s = py["ts_us"].to_numpy(dtype=float)
         p_e = p_s + py["dur_us"].to_numpy(dtype=float)
@@ -407,11 +420,10 @@ def eager_time(events: pd.DataFrame, starts: np.ndarray, ends: np.ndarray,
     if lane is None or events.empty:
         return np.zeros(len(starts))
     on = events[(events["pid"] == lane[0]) & (events["tid"] == lane[1])]
-    name = on["name"].astype("string").fillna("")
     ts = on["ts_us"].to_numpy(dtype=float)
     te = ts + on["dur_us"].to_numpy(dtype=float)
-    is_exec = (name == "EagerExecute").to_numpy(dtype=bool) & ~on["is_func"].to_numpy(dtype=bool)
-    fetch = on["eager_op"].astype("string").fillna("").str.contains(GETNEXT_RE.pattern).to_numpy(dtype=bool)
+    is_exec = _matches(on["name"], _EAGER_EXECUTE_RE) & ~on["is_func"].to_numpy(dtype=bool)
+    fetch = _matches(on["eager_op"], GETNEXT_RE)
     ex = is_exec & ~fetch
     e_s, e_e = ts[ex], te[ex]
     calls = on["function_call"].notna().to_numpy()
@@ -422,7 +434,7 @@ def eager_time(events: pd.DataFrame, starts: np.ndarray, ends: np.ndarray,
         k = np.searchsorted(cs, e_s, side="right") - 1
         inside = (k >= 0) & (e_s < ce[np.clip(k, 0, None)])
         e_s, e_e = e_s[~inside], e_e[~inside]
-    py = name.str.startswith("TFE_Py_").to_numpy(dtype=bool)
+    py = _matches(on["name"], _TFE_PY_RE)
     if py.any() and len(e_s):
         p_s, p_e = ts[py], te[py]
         o = np.argsort(p_s)
