@@ -354,7 +354,7 @@ def _prepare_events(events: pd.DataFrame, rules: Sequence[tuple[str, str]] | Non
     tier = np.zeros(n, dtype=np.int64)
     cat = np.full(n, -1, dtype=np.int64)
     # Non-op events by kind.
-    procs = {str(p) for p in events["process"].astype(str).unique()}
+    procs = {str(p) for p in events["process"].unique()}  # a categorical's distinct values: cheap
     has_device = any(p and p != "nan" and not p.startswith("/host") for p in procs)
     compile_ev = (kind == 3) | compile_thread[thread_codes]
     tier[compile_ev], cat[compile_ev] = _T_COMPILE, _CAT["compile_trace"]
