@@ -234,7 +234,7 @@ def derive(profile: Any) -> None:
                 source = "trace_inferred"
             table = bd.breakdown_from_trace(steps, events, phases)
             bd.check_breakdown(table, steps)
-            ops = xprof_tools.run_tables(xplane, cache_dir=cache_dir).tables.get("ops")
+            ops = xprof_tools.convert(xplane, "framework_op_stats", {}, cache_dir=cache_dir).tables.get("ops")
             if ops is not None:
                 profile.tables["ops"] = ops
         except (TraceUnavailable, DependencyMissing, BadTable) as exc:

@@ -958,21 +958,23 @@ def trace_events(xplane_path: Path | str, *, start_ms: float | None = None, end_
     a per-step Gantt chart needs, without loading a large capture whole.
 
     The whole capture comes from the cache when the run was analysed; otherwise it is
-    converted, after the other ``PIPELINE_TOOLS`` (which the analysis reads next), and
-    all of them are cached.
+    converted, after ``framework_op_stats`` (the op table the analysis reads next), and
+    both are cached. ``input_pipeline_analyzer`` is converted when something asks for it
+    (the analysis does for an input-bound run).
     """
     if start_ms is None and end_ms is None:
         xplane = Path(xplane_path)
         entry = _entry_path(Path(cache_dir) if cache_dir else default_cache_dir(xplane), "trace_viewer",
                             cache_key(xplane, "trace_viewer", {}))
         if not entry.is_file():
-            # The whole capture is read for its analysis, which reads the other pipeline
-            # tools next: convert them now, before the trace (the converter's peak memory
-            # is in trace_viewer; the others' freed memory is handed back first).
+            # The whole capture is read for its analysis, which reads the op table next:
+            # convert it now, before the trace (the converter's peak memory is in
+            # trace_viewer; the op table's freed memory is handed back first).
             try:
-                return run_tables(xplane, cache_dir=cache_dir).table("events")
+                convert(xplane, "framework_op_stats", {}, cache_dir=cache_dir)
             except (BadTable, TraceUnavailable):
-                pass  # another tool's output is unreadable: the trace alone may still be
+                pass  # the op table is unreadable: the trace alone may still be (the
+                # analysis asks for the op table again and records why it has none)
         return convert(xplane, "trace_viewer", {}, cache_dir=cache_dir).table("events")
     opts: dict[str, str] = {"resolution": "0"}
     if start_ms is not None:
