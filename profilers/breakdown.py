@@ -581,7 +581,7 @@ OUTLIER_FACTOR = 5.0
 OUTLIER_MIN_STEPS = 10  # fewer steps give no typical step to compare with
 OUTLIER_MAX_FRACTION = 0.1  # more slow steps than this are a slow mode of the run, not outliers
 #: Capture tools whose per-step split is sampled (sparse per step): their shares are pooled.
-SAMPLED_PROFILERS = ("pyinstrument", "signal-delay sampler")
+SAMPLED_PROFILERS = ("pyinstrument", "signal-delay sampler")  # pyinstrument: runs stored before 0.2
 
 
 def outlier_steps(measured: pd.DataFrame) -> list[dict[str, Any]]:

@@ -2,7 +2,7 @@
 
 ``profile SCRIPT.py`` runs the script unchanged in a supervised worker (timeout, Ctrl-C
 to cancel, a crash stored as a failed run with its traceback), under the TF profiler
-(or pyinstrument when it has no TensorFlow), stores the run and prints its findings.
+(or a signal-delay sampler when it has no TensorFlow), stores the run and prints its findings.
 ``analyze RUN_ID`` prints a stored run's analysis (findings with evidence, steps,
 ``breakdown_ms``): the one stored when the run was, derived again only when the analysis
 version changed (or with ``--recompute``); it never imports TensorFlow.
