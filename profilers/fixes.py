@@ -187,16 +187,17 @@ def _is_prefetched(ds: Any) -> bool:
     return type(ds).__name__ == "_PrefetchDataset"
 
 
-def _compile_patch(state: FixState, change: Callable[[Any, dict[str, Any]], bool]) -> Callable[[], None]:
-    """Patch ``keras.Model.compile``: ``change(bound_args, site)`` edits the arguments of a
-    call from the user's files and says whether it changed something."""
+def _keras_method_patch(state: FixState, method: str,
+                        change: Callable[[Any, dict[str, Any]], bool]) -> Callable[[], None]:
+    """Patch ``keras.Model.<method>`` (``compile`` or ``fit``): ``change(bound_args, site)``
+    edits the arguments of a call from the user's files and says whether it changed something."""
     keras = _keras()
     if keras is None:
         state.error = "Keras is not installed"
         return lambda: None
-    original = keras.Model.compile
+    original = getattr(keras.Model, method)
 
-    def compile(model: Any, *args: Any, **kwargs: Any) -> Any:
+    def patched(model: Any, *args: Any, **kwargs: Any) -> Any:
         site = state.user_site()
         if site is None:
             return original(model, *args, **kwargs)
@@ -205,26 +206,16 @@ def _compile_patch(state: FixState, change: Callable[[Any, dict[str, Any]], bool
             return original(*bound.args, **bound.kwargs)
         return original(model, *args, **kwargs)
 
-    return _patch(keras.Model, "compile", compile)
+    patched.__name__ = method
+    return _patch(keras.Model, method, patched)
+
+
+def _compile_patch(state: FixState, change: Callable[[Any, dict[str, Any]], bool]) -> Callable[[], None]:
+    return _keras_method_patch(state, "compile", change)
 
 
 def _fit_patch(state: FixState, change: Callable[[Any, dict[str, Any]], bool]) -> Callable[[], None]:
-    keras = _keras()
-    if keras is None:
-        state.error = "Keras is not installed"
-        return lambda: None
-    original = keras.Model.fit
-
-    def fit(model: Any, *args: Any, **kwargs: Any) -> Any:
-        site = state.user_site()
-        if site is None:
-            return original(model, *args, **kwargs)
-        bound = _bind(original, model, args, kwargs)
-        if change(bound.arguments, site):
-            return original(*bound.args, **bound.kwargs)
-        return original(model, *args, **kwargs)
-
-    return _patch(keras.Model, "fit", fit)
+    return _keras_method_patch(state, "fit", change)
 
 
 def _tf_function_patch(tf: Any, state: FixState, key: str) -> Callable[[], None]:
