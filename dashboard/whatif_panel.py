@@ -3,8 +3,8 @@ chart of step time per fix with its interval, and, only when script execution is
 (``SGDSCOPE_ALLOW_SCRIPTS=1``), a button that measures the fixes for the shown run's
 script in the background (``profilers.services.start_whatif``).
 
-Reads through ``loaders``, draws with ``charts``; never runs a process itself. Must not
-import tensorflow or pynvml.
+Reads through ``loaders``, draws with ``charts``; never runs a process itself. Must never
+bring in tensorflow or pynvml.
 """
 from __future__ import annotations
 

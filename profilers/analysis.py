@@ -140,8 +140,6 @@ SOURCE_TEXT = {
     "phases": "host phase spans timed around each part of the step (profilers.recorder)",
 }
 
-from profilers.invariants import VARIANT_TRAITS, traits  # noqa: E402,F401  (what a variant already is)
-
 
 def _median_of(df: pd.DataFrame, col: str) -> float | None:
     vals = df[col].to_numpy(dtype=float) if col in df.columns and len(df) else np.zeros(0)
@@ -149,7 +147,7 @@ def _median_of(df: pd.DataFrame, col: str) -> float | None:
     return float(np.median(vals)) if vals.size else None
 
 
-def carve_contention(table: pd.DataFrame, steps: pd.DataFrame, fraction: float | None) -> pd.DataFrame:
+def carve_contention(table: pd.DataFrame, fraction: float | None) -> pd.DataFrame:
     """Move each step's CPU contention out of ``framework_overhead`` into ``cpu_contention``.
 
     ``fraction`` is the share of wall time the step thread spent runnable but waiting for a
@@ -266,7 +264,7 @@ def derive(profile: Any) -> None:
         fraction = cont.get("fraction") if cont.get("available") else None
         if not cont.get("available"):
             unavailable["cpu_contention_share"] = cont.get("reason") or "not measured for this run"
-        table = carve_contention(table, steps, fraction)
+        table = carve_contention(table, fraction)
         profile.tables["breakdown"] = table
         stepwise = bool(measured_ids) and table["step"].isin(measured_ids).any()
         sel = table[table["step"].isin(measured_ids)] if stepwise else table
@@ -274,12 +272,11 @@ def derive(profile: Any) -> None:
         # The typical step's split (outlier steps left out; the median step's split of a
         # trace), applied to the median step: the same shares the triage rules read.
         shares, left_out = bd.typical_shares(sel, measured_steps(steps) if stepwise else steps.iloc[0:0],
-                                             pooled=provided_source is not None and source == "stored"
-                                             or res.get("profiler") in bd.SAMPLED_PROFILERS)
+                                             pooled=res.get("profiler") in bd.SAMPLED_PROFILERS)
         if shares and median:
             scaled["breakdown_ms"] = {c: shares.get(c, 0.0) * median for c in CATEGORIES}
         res.update(breakdown_ms=scaled["breakdown_ms"], breakdown_window_ms=scaled["window_ms"],
-                   breakdown_scale=scaled["scale"], breakdown_steps=int(sel["step"].nunique()),
+                   breakdown_steps=int(sel["step"].nunique()),
                    breakdown_left_out_steps=left_out,
                    breakdown_source=SOURCE_TEXT.get(source) or provided_source or source)
         if scaled["breakdown_ms"] is None:

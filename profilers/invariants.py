@@ -98,8 +98,6 @@ def measured_gain(finding: dict[str, Any]) -> float | None:
     return float(cf["speedup"]) if cf["speedup"] > 1 else None
 
 
-_gain = measured_gain
-
 
 def check_findings(findings: list[dict[str, Any]], results: dict[str, Any], variant: str | None,
                    traits: frozenset[str], experiment: list[dict[str, Any]]) -> list[dict[str, str]]:
@@ -131,7 +129,7 @@ def check_findings(findings: list[dict[str, Any]], results: dict[str, Any], vari
         if proposed and proposed <= traits:
             out.append(_v("recommendation_not_already_done",
                           f"{rule}: recommends {', '.join(sorted(proposed))}, which {variant} already is"))
-    gains = [_gain(f) for f in findings]
+    gains = [measured_gain(f) for f in findings]
     measured = [g for g in gains if g is not None]
     if measured:
         first_unmeasured = next((i for i, g in enumerate(gains) if g is None), len(gains))

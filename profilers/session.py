@@ -42,7 +42,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from profilers.errors import CaptureFailed, RunNotFound, SgdscopeError
+from profilers.errors import CaptureFailed, SgdscopeError
 from profilers.model import RunProfile, atomic_write_text, dumps
 from profilers.spec import ExperimentSpec
 from profilers.store import RunStore, leave_if_forked, new_id
@@ -352,6 +352,27 @@ def failed_run(spec: ExperimentSpec, variant: str, status: str, error: str,
         stderr_tail=stderr_tail, created_at=now_iso(), order=order, source=source))
 
 
+def watch_worker(proc: subprocess.Popen, exp_dir: Path, timeout_s: float, *, done: Path | None = None,
+                 outputs: tuple[Path, ...] = (), timeout_hint: str = "raise the timeout or shrink the params"
+                 ) -> tuple[str, str | None]:
+    """Wait for a worker to end (or to write ``done``), enforcing the experiment's cancel
+    file and timeout by killing its process group; its output files are capped meanwhile.
+    Returns ``("ok", None)``, ``("cancelled", why)`` or ``("timeout", why)``. One loop for
+    the supervisor and the dashboard's warm slot."""
+    deadline = time.monotonic() + timeout_s
+    while proc.poll() is None and not (done is not None and done.exists()):
+        if (exp_dir / "cancel").exists():
+            _kill_group(proc)
+            return "cancelled", "cancelled by the user"
+        if time.monotonic() > deadline:
+            _kill_group(proc)
+            return "timeout", f"the experiment passed its timeout of {timeout_s:g} s; {timeout_hint}"
+        for path in outputs:
+            cap_output(path)
+        time.sleep(0.1)
+    return "ok", None
+
+
 def finish_experiment(exp_dir: Path, spec: ExperimentSpec, store: RunStore, status: str,
                       error: str | None, kind: str = "workload") -> str:
     """End an experiment: a stored run (reason, stderr tail, the worker's output in
@@ -443,23 +464,10 @@ def supervise(exp_dir: Path, kind: str = "workload") -> int:
                                     cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                     start_new_session=True, preexec_fn=_die_with_parent())
         atomic_write_text(exp_dir / "worker.pid", str(proc.pid))
-        deadline = time.monotonic() + spec.timeout_s
-        status, error = "ok", None
-        while proc.poll() is None:
-            if (exp_dir / "cancel").exists():
-                _kill_group(proc)
-                status, error = "cancelled", "cancelled by the user"
-                break
-            if time.monotonic() > deadline:
-                _kill_group(proc)
-                logs = "the script's output is in the run's logs/" if kind == "script" else \
-                    f"the worker's output is in {exp_dir}"
-                status, error = "timeout", (f"the experiment passed its timeout of {spec.timeout_s:g} s; "
-                                            f"raise --timeout or shrink the params ({logs})")
-                break
-            for path in outputs:
-                cap_output(path)
-            time.sleep(0.1)
+        logs = "the script's output is in the run's logs/" if kind == "script" else \
+            f"the worker's output is in {exp_dir}"
+        status, error = watch_worker(proc, exp_dir, spec.timeout_s, outputs=outputs,
+                                     timeout_hint=f"raise --timeout or shrink the params ({logs})")
         code = proc.wait()
         if status == "ok" and code != 0:
             status, error = "failed", _describe_exit(code)

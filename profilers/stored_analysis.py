@@ -36,17 +36,17 @@ def workload_variants(profile: RunProfile) -> list[str] | None:
     return sorted(wl.variants) if wl is not None else None
 
 
-def experiment_context(store: Any, profile: RunProfile) -> dict[str, Any] | None:
+def experiment_context(store: Any, profile: RunProfile, listing: Any = None) -> dict[str, Any] | None:
     """The other runs of the run's experiment, as the store has them now, merged over the
     context stored with the run (runs the store lacks keep their stored summary), and the
-    variants its workload has."""
+    variants its workload has. ``listing`` is ``store.list()`` when the caller has it."""
     exp = profile.manifest.get("experiment_id")
     stored_ctx = (profile.manifest.get("analysis") or {}).get("context") or {}
     stored = stored_ctx.get("experiment") or []
     variants = workload_variants(profile) or stored_ctx.get("variants")
     if not exp or store is None:
         return {"experiment": list(stored), "variants": variants} if (stored or variants) else None
-    df = store.list()
+    df = store.list() if listing is None else listing
     rows = df[(df["experiment_id"] == exp) & (df["status"] != "damaged")]
     here = {}
     for r in rows.itertuples():
@@ -84,9 +84,10 @@ def rejudge_experiment(store: Any, experiment_id: str) -> int:
     """Judge every run of an experiment again with the whole experiment as context; returns
     how many runs were rewritten."""
     n = 0
+    listing = store.list()  # once: every run's context comes from the same listing
     for profile in store.experiment_runs(experiment_id):
         before = (profile.findings, (profile.manifest.get("analysis") or {}).get("context"))
-        analysis.judge(profile, experiment_context(store, profile))
+        analysis.judge(profile, experiment_context(store, profile, listing))
         after = (profile.findings, profile.manifest["analysis"]["context"])
         if before != after:
             store.update(profile)

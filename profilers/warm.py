@@ -36,7 +36,7 @@ from typing import Any, Sequence
 
 from profilers.model import atomic_write_text, dumps
 from profilers.session import (PROJECT_ROOT, _describe_exit, _die_with_parent, _kill_group, _raise_exit, emit,
-                               finish_experiment, now_iso)
+                               finish_experiment, now_iso, watch_worker)
 from profilers.spec import ExperimentSpec
 from profilers.store import RunStore, new_id
 
@@ -241,20 +241,8 @@ def run_job(slot_dir: Path, proc: subprocess.Popen, exp_dirs: list[Path], store:
         if ended is not None:
             settle(exp_dir, spec, store, "cancelled" if "cancel" in ended else "failed", ended)
             continue
-        deadline = time.monotonic() + spec.timeout_s
-        status, error = "ok", None
         done = exp_dir / "worker_done"
-        while not done.exists() and proc.poll() is None:
-            if (exp_dir / "cancel").exists():
-                _kill_group(proc)
-                status, error = "cancelled", "cancelled by the user"
-                break
-            if time.monotonic() > deadline:
-                _kill_group(proc)
-                status, error = "timeout", (f"the experiment passed its timeout of {spec.timeout_s:g} s; "
-                                            "raise the timeout or shrink the params")
-                break
-            time.sleep(0.1)
+        status, error = watch_worker(proc, exp_dir, spec.timeout_s, done=done)
         if status == "ok":
             if done.exists():
                 result = json.loads(done.read_text(encoding="utf-8"))

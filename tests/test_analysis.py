@@ -81,7 +81,7 @@ def test_the_checker_catches_impossible_numbers():
     exp = [{"variant": "tf_xla", "status": "ok", "median_ms": 0.3}, {"variant": "tf_function", "status": "ok",
                                                                       "median_ms": 0.1}]
     got = {v["invariant"] for v in invariants.check_findings(
-        findings, {"step_ms": {"median": 0.25}}, "tf_graph_loop", analysis.traits("tf_graph_loop"), exp)}
+        findings, {"step_ms": {"median": 0.25}}, "tf_graph_loop", invariants.traits("tf_graph_loop"), exp)}
     assert got == {"evidence_within_step", "counterfactual_is_faster", "recommendation_not_already_done",
                    "findings_ranked_by_gain"}
 
@@ -89,7 +89,7 @@ def test_the_checker_catches_impossible_numbers():
 def test_contention_is_carved_out_of_framework_overhead_only():
     bd = pd.DataFrame({"step": [1, 1, 1, 2, 2, 2], "category": ["forward", "framework_overhead", "cpu_contention"] * 2,
                        "ms": [1.0, 0.5, 0.0, 3.0, 1.0, 0.0]})
-    out = analysis.carve_contention(bd, pd.DataFrame(), 0.4)
+    out = analysis.carve_contention(bd, 0.4)
     wide = out.pivot(index="step", columns="category", values="ms")
     # step 1: 40% of 1.5 ms = 0.6 ms, but only 0.5 ms of overhead to take it from.
     assert wide.loc[1, "cpu_contention"] == pytest.approx(0.5) and wide.loc[1, "framework_overhead"] == 0.0
