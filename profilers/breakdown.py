@@ -329,27 +329,31 @@ def _prepare_events(events: pd.DataFrame, rules: Sequence[tuple[str, str]] | Non
     in_xla = np.zeros(n, dtype=bool)
     rel = np.nonzero(tf_op | hlo_op | (kind == 1) | is_exec | xla_launch[long_codes])[0]
     order = rel[np.lexsort((-dur[rel], ts[rel], lane[rel]))]
+    # The loop reads Python lists (indexing a NumPy array per event costs several times more).
+    is_func_l = is_func.tolist()
     stack: list[tuple[float, int, int, bool]] = []  # (end, nearest op, nearest EagerExecute, in XLA launch)
     prev_lane = None
-    for i in order.tolist():
-        if lane[i] != prev_lane:
+    for i, ln, t, e, op, kernel_kind, execs, launches in zip(
+            order.tolist(), lane[order].tolist(), ts[order].tolist(), end[order].tolist(),
+            (tf_op | hlo_op)[order].tolist(), (kind == 1)[order].tolist(), is_exec[order].tolist(),
+            xla_launch[long_codes[order]].tolist()):
+        if ln != prev_lane:
             stack.clear()
-            prev_lane = lane[i]
-        t = ts[i]
+            prev_lane = ln
         while stack and stack[-1][0] <= t:
             stack.pop()
         near_op, near_exec, xla = stack[-1][1:] if stack else (-1, -1, False)
-        is_op = tf_op[i] or hlo_op[i]
-        if not is_op and kind[i] == 1 and near_exec >= 0 and not is_func[near_exec]:
+        is_op = op
+        if not is_op and kernel_kind and near_exec >= 0 and not is_func_l[near_exec]:
             is_op = True
             kernel_of[i] = near_exec
         if is_op:
             if near_op >= 0:
                 container[near_op] = True
             near_op = i
-        in_xla[i] = xla
-        stack.append((end[i], near_op, i if is_exec[i] else near_exec,
-                      xla or bool(xla_launch[long_codes[i]])))
+        if xla:
+            in_xla[i] = True
+        stack.append((e, near_op, i if execs else near_exec, xla or launches))
 
     tier = np.zeros(n, dtype=np.int64)
     cat = np.full(n, -1, dtype=np.int64)

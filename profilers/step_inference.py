@@ -131,6 +131,21 @@ def _top_level(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     return keep
 
 
+def dispatch_lane(events: pd.DataFrame) -> tuple[int, int] | None:
+    """(pid, tid) of the script's dispatch thread: the one with the most tf.function calls
+    and eager dispatches; None when there are none."""
+    if events.empty:
+        return None
+    is_call = events["function_call"].notna().to_numpy()
+    is_exec = (events["name"] == "EagerExecute").fillna(False).to_numpy(dtype=bool)
+    is_eager = is_exec & ~events["is_func"].to_numpy(dtype=bool)
+    rel = events[is_call | is_eager]
+    if rel.empty:
+        return None
+    pid, tid = (int(x) for x in rel.groupby(["pid", "tid"]).size().idxmax())
+    return pid, tid
+
+
 def dispatch_sequence(events: pd.DataFrame) -> tuple[pd.DataFrame, tuple[int, int] | None]:
     """Top-level dispatches of the script's thread: ``label, ts_us, dur_us, kind``.
 
@@ -140,16 +155,10 @@ def dispatch_sequence(events: pd.DataFrame) -> tuple[pd.DataFrame, tuple[int, in
     cols = ["label", "ts_us", "dur_us", "kind"]
     empty = pd.DataFrame({c: pd.Series([], dtype=t) for c, t in
                           zip(cols, ["string", "float64", "float64", "string"])})
-    if events.empty:
+    lane = dispatch_lane(events)
+    if lane is None:
         return empty, None
-    is_call = events["function_call"].notna().to_numpy()
-    is_exec = (events["name"] == "EagerExecute").fillna(False).to_numpy(dtype=bool)
-    is_eager = is_exec & ~events["is_func"].to_numpy(dtype=bool)
-    rel = events[is_call | is_eager]
-    if rel.empty:
-        return empty, None
-    lane_counts = rel.groupby(["pid", "tid"]).size()
-    pid, tid = (int(x) for x in lane_counts.idxmax())
+    pid, tid = lane
     on = events[(events["pid"] == pid) & (events["tid"] == tid)]
     calls = on[on["function_call"].notna()].sort_values("ts_us")
     c_start = calls["ts_us"].to_numpy(dtype=float)
@@ -174,12 +183,21 @@ def dispatch_sequence(events: pd.DataFrame) -> tuple[pd.DataFrame, tuple[int, in
         e_ts = np.where(ok, p_s[np.clip(k, 0, None)], e_ts)
         e_end = np.where(ok, p_e[np.clip(k, 0, None)], e_end)
     seq = pd.concat([
-        pd.DataFrame({"label": [function_label(str(x)) for x in calls["name"].tolist()],
-                      "ts_us": c_start, "dur_us": c_end - c_start, "kind": "call"}),
-        pd.DataFrame({"label": [function_label(str(x)) for x in eager["eager_op"].astype("string").fillna("?").tolist()],
-                      "ts_us": e_ts, "dur_us": e_end - e_ts, "kind": "eager"}),
+        pd.DataFrame({"label": _labels(calls["name"]), "ts_us": c_start, "dur_us": c_end - c_start,
+                      "kind": "call"}),
+        pd.DataFrame({"label": _labels(eager["eager_op"]), "ts_us": e_ts, "dur_us": e_end - e_ts,
+                      "kind": "eager"}),
     ], ignore_index=True).sort_values("ts_us", kind="stable").reset_index(drop=True)
     return seq.astype({"label": "string", "kind": "string"}), (pid, tid)
+
+
+def _labels(col: pd.Series) -> list[str]:
+    """``function_label`` of each value ("?" for a missing one); a categorical column is
+    labelled once per category, not once per event."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        cats = [function_label(str(c)) for c in col.cat.categories] + ["?"]  # code -1 -> "?"
+        return [cats[k] for k in col.cat.codes.tolist()]
+    return [function_label(str(x)) for x in col.astype("string").fillna("?").tolist()]
 
 
 def find_period(codes: np.ndarray, *, max_period: int = MAX_PERIOD,
@@ -416,7 +434,7 @@ def eager_time(events: pd.DataFrame, starts: np.ndarray, ends: np.ndarray,
     is the eager train step's own code too (graph mode runs it once, at trace time).
     """
     if lane is None:
-        _, lane = dispatch_sequence(events)
+        lane = dispatch_lane(events)
     if lane is None or events.empty:
         return np.zeros(len(starts))
     on = events[(events["pid"] == lane[0]) & (events["tid"] == lane[1])]
@@ -445,22 +463,44 @@ def eager_time(events: pd.DataFrame, starts: np.ndarray, ends: np.ndarray,
         e_e = np.where(ok, p_e[np.clip(k, 0, None)], e_e)
     # Not removable by graph mode: kernels, fetches, function calls.
     kern = on["tf_op"].to_numpy(dtype=bool) & ~is_exec
-    keep_s = np.concatenate([ts[kern], ts[is_exec & fetch], c_s])
-    keep_e = np.concatenate([te[kern], te[is_exec & fetch], c_e])
+    eager_iv = _Intervals(e_s, e_e)
+    call_iv = _Intervals(c_s, c_e)
+    keep_iv = _Intervals(np.concatenate([ts[kern], ts[is_exec & fetch], c_s]),
+                         np.concatenate([te[kern], te[is_exec & fetch], c_e]))
     out = np.zeros(len(starts))
     for i, (a, b) in enumerate(zip(starts.tolist(), ends.tolist())):
-        sel = (e_s < b) & (e_e > a)
-        n = int(sel.sum())
+        w_s, w_e = eager_iv.overlapping(a, b)
+        n = len(w_s)
         if n == 0:
             continue
-        if n >= EAGER_STEP_MIN_DISPATCHES and _union_in(c_s, c_e, a, b) < 0.5 * (b - a):
+        if n >= EAGER_STEP_MIN_DISPATCHES and _union_in(*call_iv.overlapping(a, b), a, b) < 0.5 * (b - a):
             lo, hi = a, b  # an eager step: its Python runs only to dispatch ops, all of it goes
         elif n == 1:
-            lo, hi = max(float(e_s[sel][0]), a), min(float(e_e[sel][0]), b)
+            lo, hi = max(float(w_s[0]), a), min(float(w_e[0]), b)
         else:
-            lo, hi = max(float(e_s[sel].min()), a), min(float(e_e[sel].max()), b)
-        out[i] = max(hi - lo - _union_in(keep_s, keep_e, lo, hi), 0.0)
+            lo, hi = max(float(w_s.min()), a), min(float(w_e.max()), b)
+        out[i] = max(hi - lo - _union_in(*keep_iv.overlapping(lo, hi), lo, hi), 0.0)
     return out
+
+
+class _Intervals:
+    """Intervals sorted by start, to find those overlapping a window without scanning all
+    of them (a capture of hundreds of steps has tens of thousands of dispatches)."""
+
+    def __init__(self, starts: np.ndarray, ends: np.ndarray) -> None:
+        order = np.argsort(starts, kind="stable")
+        self.starts, self.ends = starts[order], ends[order]
+        # The furthest end so far: nondecreasing, so the first interval that can reach
+        # past a window's start is found by bisection.
+        self.reach = np.maximum.accumulate(self.ends) if len(order) else self.ends
+
+    def overlapping(self, a: float, b: float) -> tuple[np.ndarray, np.ndarray]:
+        """(starts, ends) of the intervals with start < b and end > a."""
+        lo = int(np.searchsorted(self.reach, a, side="right"))
+        hi = int(np.searchsorted(self.starts, b, side="left"))
+        s, e = self.starts[lo:hi], self.ends[lo:hi]
+        sel = e > a
+        return s[sel], e[sel]
 
 
 def function_calls(events: pd.DataFrame, starts: np.ndarray | None = None,

@@ -399,12 +399,21 @@ class _Codes:
         self.parts: list[np.ndarray] = []
 
     def add(self, values: Sequence[Any]) -> None:
+        self.parts.append(self._encode(values))
+
+    def add_at(self, n: int, where: np.ndarray, values: Sequence[Any]) -> None:
+        """A chunk of ``n`` values, None except at positions ``where`` (sparse columns)."""
+        part = np.full(n, -1, dtype=np.int32)
+        part[where] = self._encode(values)
+        self.parts.append(part)
+
+    def _encode(self, values: Sequence[Any]) -> np.ndarray:
         index = self.index
         for v in dict.fromkeys(values):
             if v not in index:
                 index[v] = len(self.cats)
                 self.cats.append(v)
-        self.parts.append(np.fromiter(map(index.__getitem__, values), dtype=np.int32, count=len(values)))
+        return np.fromiter(map(index.__getitem__, values), dtype=np.int32, count=len(values))
 
     def codes(self) -> np.ndarray:
         return np.concatenate(self.parts) if self.parts else np.zeros(0, dtype=np.int32)
@@ -545,15 +554,13 @@ def parse_trace_proto(data: bytes) -> ToolResult:
             cols.name.add(names)
             group = list(map(get_group, args))
             cols.group_id.add(group)
-            # Most events carry group_id alone: look the other keys up only where there are more.
+            # Most events carry group_id alone: look the other keys up only where there are
+            # more, and fill their columns only there.
             lens = np.fromiter(map(len, args), dtype=np.int32, count=n)
-            rich = np.nonzero(lens > cols.group_id.parts[-1].__ge__(0))[0].tolist()
-            rich_args = [args[k] for k in rich]
+            rich = np.nonzero(lens > (cols.group_id.parts[-1] >= 0))[0]
+            rich_args = [dict(args[k]) for k in rich.tolist()]
             for key, codes in rare:
-                vals: list[Any] = [None] * n
-                for k, v in zip(rich, [a.get(key) for a in rich_args]):
-                    vals[k] = v
-                codes.add(vals)
+                codes.add_at(n, rich, [a.get(key) for a in rich_args])
             tf_op = np.zeros(n, dtype=bool)
             hlo_op = np.zeros(n, dtype=bool)
             tf_op[rich] = [("is_eager" in a) for a in rich_args]
