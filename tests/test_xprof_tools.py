@@ -303,6 +303,75 @@ def test_reopen_from_cache_equals_the_cold_analysis(scenario: str, tmp_path: Pat
     assert reopened.info == json.loads(json.dumps(cold.info))
 
 
+def test_op_table_is_converted_beside_the_trace_after_its_conversion(eager_run: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cold ``trace_events`` converts the op table on another thread, started once the
+    trace's own conversion is over (two converters at once would add their peak memory),
+    and waits for it: both are cached when it returns."""
+    import threading
+
+    log: list[tuple[str, str, str]] = []
+    lock = threading.Lock()
+    real = xt.raw_tool_data
+
+    def recording(xplane: Path, tool: str, params: object = None) -> object:
+        with lock:
+            log.append(("start", tool, threading.current_thread().name))
+        out = real(xplane, tool, params)
+        with lock:
+            log.append(("end", tool, threading.current_thread().name))
+        return out
+
+    monkeypatch.setattr(xt, "raw_tool_data", recording)
+    xplane = xt.find_xplane(eager_run)
+    events = xt.trace_events(xplane)
+    assert len(events) > 0
+    assert [(what, tool) for what, tool, _ in log] == [
+        ("start", "trace_viewer"), ("end", "trace_viewer"),
+        ("start", "framework_op_stats"), ("end", "framework_op_stats")], log
+    threads = {tool: name for _, tool, name in log}
+    assert threads["trace_viewer"] == threading.main_thread().name
+    assert threads["framework_op_stats"] != threads["trace_viewer"], "the op table was not converted beside"
+    assert not [t for t in threading.enumerate() if t.name.startswith("sgdscope-op-table")], "thread left running"
+    monkeypatch.setattr(xt, "raw_tool_data", real)
+    _refuse_converters(monkeypatch)
+    assert len(xt.convert(xplane, "framework_op_stats").table("ops")) > 0  # cached by the thread
+
+
+def test_map_free_trace_refuses_a_trace_whose_args_are_not_a_map() -> None:
+    """The map-free view is derived from xprof's descriptor; a Trace of another shape is
+    refused with a message, not misread."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    from profilers.errors import DependencyMissing
+
+    proto = descriptor_pb2.FileDescriptorProto(name="other_trace.proto", package="other")
+    event = proto.message_type.add(name="TraceEvent")
+    event.field.add(name="name", number=3, type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
+                    label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
+    event.field.add(name="args", number=11, type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
+                    label=descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED)
+    trace = proto.message_type.add(name="Trace")
+    trace.field.add(name="trace_events", number=4, type=descriptor_pb2.FieldDescriptorProto.TYPE_MESSAGE,
+                    type_name=".other.TraceEvent", label=descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    other = message_factory.GetMessageClass(pool.FindMessageTypeByName("other.Trace"))
+    with pytest.raises(DependencyMissing, match="changed shape"):
+        xt._map_free_trace(other)
+
+
+def test_map_free_trace_reads_every_arg_xprofs_class_reads(eager_run: Path) -> None:
+    from xprof.protobuf.trace_events_old_pb2 import Trace
+
+    raw = xt.raw_tool_data(xt.find_xplane(eager_run), "trace_viewer", {})
+    mapped, free = Trace.FromString(raw), xt._map_free_trace(Trace).FromString(raw)
+    assert len(free.trace_events) == len(mapped.trace_events) > 0
+    for a, b in zip(mapped.trace_events, free.trace_events):
+        assert dict(a.args) == {e.key: e.value for e in b.args}
+        assert (a.name, a.timestamp_ps, a.duration_ps) == (b.name, b.timestamp_ps, b.duration_ps)
+
+
 def test_each_table_is_cached_once_in_arrow(eager_run: Path) -> None:
     xplane = xt.find_xplane(eager_run)
     xt.trace_events(xplane)
