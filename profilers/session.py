@@ -360,17 +360,21 @@ def watch_worker(proc: subprocess.Popen, exp_dir: Path, timeout_s: float, *, don
     Returns ``("ok", None)``, ``("cancelled", why)`` or ``("timeout", why)``. One loop for
     the supervisor and the dashboard's warm slot."""
     deadline = time.monotonic() + timeout_s
-    while proc.poll() is None and not (done is not None and done.exists()):
-        if (exp_dir / "cancel").exists():
-            _kill_group(proc)
-            return "cancelled", "cancelled by the user"
-        if time.monotonic() > deadline:
-            _kill_group(proc)
-            return "timeout", f"the experiment passed its timeout of {timeout_s:g} s; {timeout_hint}"
-        for path in outputs:
+    try:
+        while proc.poll() is None and not (done is not None and done.exists()):
+            if (exp_dir / "cancel").exists():
+                _kill_group(proc)
+                return "cancelled", "cancelled by the user"
+            if time.monotonic() > deadline:
+                _kill_group(proc)
+                return "timeout", f"the experiment passed its timeout of {timeout_s:g} s; {timeout_hint}"
+            for path in outputs:
+                cap_output(path)
+            time.sleep(0.1)
+        return "ok", None
+    finally:
+        for path in outputs:  # what was written since the last look
             cap_output(path)
-        time.sleep(0.1)
-    return "ok", None
 
 
 def finish_experiment(exp_dir: Path, spec: ExperimentSpec, store: RunStore, status: str,

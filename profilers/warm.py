@@ -36,7 +36,7 @@ from typing import Any, Sequence
 
 from profilers.model import atomic_write_text, dumps
 from profilers.session import (PROJECT_ROOT, _describe_exit, _die_with_parent, _kill_group, _raise_exit, emit,
-                               finish_experiment, now_iso, watch_worker)
+                               cap_output, finish_experiment, now_iso, watch_worker)
 from profilers.spec import ExperimentSpec
 from profilers.store import RunStore, new_id
 
@@ -186,6 +186,11 @@ def settle(exp_dir: Path, spec: ExperimentSpec, store: RunStore, status: str, er
     return finish_experiment(exp_dir, spec, store, status, error)
 
 
+def _outputs(slot_dir: Path) -> tuple[Path, Path]:
+    """The warm worker's stdout and stderr files (capped as the supervisor caps its own)."""
+    return slot_dir / "worker.stdout", slot_dir / "worker.stderr"
+
+
 def _link_logs(slot_dir: Path, exp_dir: Path) -> None:
     """The worker's stdout/stderr, seen from the experiment (a hard link: same file)."""
     for name in ("worker.stdout", "worker.stderr"):
@@ -212,6 +217,8 @@ def supervise_slot(slot_dir: Path, parent_pid: int) -> int:
                                 start_new_session=True, preexec_fn=_die_with_parent())
     try:
         while not (slot_dir / "job.json").exists():
+            for path in _outputs(slot_dir):  # an idle worker's output is capped too
+                cap_output(path)
             if proc.poll() is not None:
                 _log(None, f"warm worker {proc.pid} ended while idle: {_describe_exit(proc.returncode)}")
                 return 1
@@ -242,7 +249,7 @@ def run_job(slot_dir: Path, proc: subprocess.Popen, exp_dirs: list[Path], store:
             settle(exp_dir, spec, store, "cancelled" if "cancel" in ended else "failed", ended)
             continue
         done = exp_dir / "worker_done"
-        status, error = watch_worker(proc, exp_dir, spec.timeout_s, done=done)
+        status, error = watch_worker(proc, exp_dir, spec.timeout_s, done=done, outputs=_outputs(slot_dir))
         if status == "ok":
             if done.exists():
                 result = json.loads(done.read_text(encoding="utf-8"))

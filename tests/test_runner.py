@@ -94,7 +94,7 @@ def test_cancel_from_a_handle(toy_env):
 
 @pytest.mark.parametrize("args, needle", [
     (["run", "nosuch", "--variants", "ok"], "Valid workloads:"),
-    (["run", "toy", "--variants", "ok,nosuch"], "Valid toy variants: crash, die, hang, ok, ok2"),
+    (["run", "toy", "--variants", "ok,nosuch"], "Valid toy variants: chatty, crash, die, hang, ok, ok2"),
     (["run", "toy", "--variants", "ok", "--param", "bogus=1"], "Valid toy params: sleep_ms, steps, warmup_steps"),
     (["run", "toy", "--variants", "ok", "--param", "steps=abc"], "not a valid int"),
     (["show", "20250101-000000-toy-ok-abcdef"], "No run"),

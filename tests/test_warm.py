@@ -95,6 +95,19 @@ def test_cancel_and_timeout_hold_in_a_warm_worker(store):
     assert state["status"] == "timeout" and "timeout of 2 s" in state["error"]
 
 
+def test_a_chatty_variant_output_is_capped_in_a_warm_worker(store):
+    from profilers.session import OUTPUT_CAP_BYTES
+    from tests.toy_workload import CHATTY_MB
+
+    assert CHATTY_MB * 2**20 > OUTPUT_CAP_BYTES
+    handle = services.launch(toy(["chatty"]), store, pool=ready_pool(store))
+    assert handle.wait()["status"] == "ok"
+    kept = Path(handle.exp_dir) / "worker.stdout"
+    assert kept.stat().st_size <= OUTPUT_CAP_BYTES
+    assert kept.read_bytes().rstrip().endswith(b"the last line")
+    assert b"bytes of this output were dropped" in kept.read_bytes()[:200]
+
+
 def test_an_idle_warm_worker_leaves_with_the_process_that_started_it(store, tmp_path):
     code = ("import sys, time; from profilers.store import RunStore; from profilers.warm import WarmPool; "
             "s = WarmPool(RunStore(sys.argv[1]), import_tf=False).ensure(); "

@@ -6,9 +6,14 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 
 from workloads import Param, Variant, VariantResult, Workload, register
+
+
+#: What the ``chatty`` variant writes: more than the supervisor keeps of a worker's output.
+CHATTY_MB = 10
 
 
 class Toy(Workload):
@@ -25,6 +30,7 @@ class Toy(Workload):
         "crash": Variant("crash", "raises ValueError at step 3"),
         "die": Variant("die", "kills its own process with SIGKILL at step 3 (like the OOM killer)"),
         "hang": Variant("hang", "sleeps forever at step 3"),
+        "chatty": Variant("chatty", "writes CHATTY_MB MiB to stdout at step 3, then a last line"),
     }
     baseline = "ok"
 
@@ -49,6 +55,11 @@ class Toy(Workload):
                     os.kill(os.getpid(), signal.SIGKILL)
                 if i == 3 and variant == "hang":
                     time.sleep(3600)
+                if i == 3 and variant == "chatty":
+                    line = "x" * 1023 + "\n"
+                    for _ in range(CHATTY_MB * 1024):
+                        sys.stdout.write(line)
+                    print("the last line", flush=True)
             rec.record_loss(i, loss)
         return VariantResult(final_loss=loss)
 
