@@ -540,24 +540,22 @@ def parse_trace_proto(data: bytes, *, on_parsed: Callable[[], None] | None = Non
                    for rid, res in dev.resources.items()}
         cols = _EventColumns()
         rare = [(k, c) for k, c in cols.arg_codes().items() if k != "group_id"]
-        get_fields = attrgetter("device_id", "resource_id", "timestamp_ps", "duration_ps", "name", "args")
         evs = trace.trace_events
         n_trace_events = len(evs)  # all of them (instant ones too): what xprof's cap counts
         for lo in range(0, len(evs), _PROTO_CHUNK):
-            pid, tid, ts, dur, names, args = zip(*map(get_fields, evs[lo:lo + _PROTO_CHUNK]))
-            dur_ps = np.fromiter(dur, dtype=np.int64, count=len(dur))
+            chunk = evs[lo:lo + _PROTO_CHUNK]  # one wrapper per event, each field read in one pass
+            dur_ps = np.fromiter(map(_DURATION, chunk), dtype=np.int64, count=len(chunk))
             keep = dur_ps != 0  # complete events only
-            pid_a = np.fromiter(pid, dtype=np.int64, count=len(pid))
-            tid_a = np.fromiter(tid, dtype=np.int64, count=len(tid))
-            ts_ps = np.fromiter(ts, dtype=np.int64, count=len(ts))
-            del pid, tid, ts, dur
             if not keep.all():
-                kept = keep.tolist()
-                names, args = list(compress(names, kept)), list(compress(args, kept))
-                pid_a, tid_a, ts_ps, dur_ps = pid_a[keep], tid_a[keep], ts_ps[keep], dur_ps[keep]
-            n = len(args)
+                chunk, dur_ps = list(compress(chunk, keep.tolist())), dur_ps[keep]
+            n = len(chunk)
             if n == 0:
                 continue
+            pid_a = np.fromiter(map(_DEVICE, chunk), dtype=np.int64, count=n)
+            tid_a = np.fromiter(map(_RESOURCE, chunk), dtype=np.int64, count=n)
+            ts_ps = np.fromiter(map(_TIMESTAMP, chunk), dtype=np.int64, count=n)
+            names, args = list(map(_NAME, chunk)), list(map(_ARGS, chunk))
+            del chunk
             cols.pid.append(pid_a)
             cols.tid.append(tid_a)
             cols.ts_us.append(ts_ps / 1e6)
@@ -595,6 +593,8 @@ def parse_trace_proto(data: bytes, *, on_parsed: Callable[[], None] | None = Non
 
 
 _KEY_VALUE = attrgetter("key", "value")
+_DEVICE, _RESOURCE, _TIMESTAMP, _DURATION, _NAME, _ARGS = map(
+    attrgetter, ("device_id", "resource_id", "timestamp_ps", "duration_ps", "name", "args"))
 
 
 @functools.lru_cache(maxsize=None)
