@@ -36,8 +36,8 @@ Must not import tensorflow, streamlit or pynvml (xprof and pyarrow are imported 
 from __future__ import annotations
 
 import copy
-import functools
 import ctypes
+import functools
 import gc
 import hashlib
 import json
@@ -1043,7 +1043,7 @@ def trace_events(xplane_path: Path | str, *, start_ms: float | None = None, end_
             events = convert(xplane, "trace_viewer", {}, cache_dir=cache_dir, on_parsed=lambda: beside.append(
                 pool.submit(convert, xplane, "framework_op_stats", {}, cache_dir=cache_dir))).table("events")
             for done in beside:
-                _op_table_or_why(done)
+                _wait_for_op_table(done)
         return events
     opts: dict[str, str] = {"resolution": "0"}
     if start_ms is not None:
@@ -1054,7 +1054,7 @@ def trace_events(xplane_path: Path | str, *, start_ms: float | None = None, end_
                    cache_dir=cache_dir).table("events")
 
 
-def _op_table_or_why(done: Future[ToolResult]) -> None:
+def _wait_for_op_table(done: Future[ToolResult]) -> None:
     """Wait for the op table converted beside the trace. An unreadable one is left for
     the analysis, which asks for it again and records why it has none."""
     try:
