@@ -270,14 +270,54 @@ def _kill_group(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def _kill_leftovers(pgid: int) -> None:
-    """SIGKILL whatever is left in the worker's process group (a script's children)."""
+#: Set in every worker's environment to its experiment id: what its processes inherit, so
+#: the ones that left its process group (``setsid``, a daemonising child) are still found.
+EXPERIMENT_ENV = "SGDSCOPE_EXPERIMENT"
+
+
+def _kill_leftovers(pgid: int, experiment_id: str | None = None) -> None:
+    """SIGKILL whatever is left of a worker: its process group (a script's children) and,
+    given the experiment id, every other process of this user whose environment carries
+    ``EXPERIMENT_ENV=<id>`` (a child that called ``setsid`` or double-forked; the way
+    Jenkins' process tree killer finds a build's strays). A process that cleared its own
+    environment escapes both."""
     try:
         os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:
-        return  # nothing left
+        pass  # nothing left in the group
     except PermissionError as exc:
         log.warning("cannot kill process group %s: %s", pgid, exc)
+    if experiment_id:
+        _kill_experiment_processes(experiment_id)
+
+
+def _kill_experiment_processes(experiment_id: str) -> None:
+    for pid in processes_of_experiment(experiment_id):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            continue  # gone meanwhile, or not ours
+
+
+def processes_of_experiment(experiment_id: str) -> list[int]:
+    """Pids (other than this process) whose environment says they belong to the
+    experiment; empty where there is no ``/proc``."""
+    cookie = f"\0{EXPERIMENT_ENV}={experiment_id}\0".encode()
+    found = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            environ = Path(f"/proc/{entry}/environ").read_bytes()
+        except OSError:  # gone, a kernel thread, or another user's
+            continue
+        if cookie in b"\0" + environ + b"\0":
+            found.append(int(entry))
+    return found
 
 
 def _die_with_parent() -> Callable[[], None] | None:
@@ -442,6 +482,7 @@ def finish_orphan(store: RunStore, exp_dir: Path, error: str) -> None:
             _kill_leftovers(pid)
     except (FileNotFoundError, ValueError, ProcessLookupError):
         log.debug("no worker left for %s", exp_dir)
+    _kill_experiment_processes(exp_dir.name)  # what left the worker's group
     spec = ExperimentSpec.load(exp_dir / "spec.json")
     kind_path = exp_dir / "kind"
     kind = kind_path.read_text(encoding="utf-8").strip() if kind_path.is_file() else "workload"
@@ -466,6 +507,7 @@ def supervise(exp_dir: Path, kind: str = "workload") -> int:
         with open(outputs[0], "ab") as out, open(outputs[1], "ab") as err:  # O_APPEND: see cap_output
             proc = subprocess.Popen([sys.executable, "-m", WORKERS[kind], str(exp_dir)],
                                     cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                    env=dict(os.environ, **{EXPERIMENT_ENV: exp_dir.name}),
                                     start_new_session=True, preexec_fn=_die_with_parent())
         atomic_write_text(exp_dir / "worker.pid", str(proc.pid))
         logs = "the script's output is in the run's logs/" if kind == "script" else \
@@ -484,7 +526,7 @@ def supervise(exp_dir: Path, kind: str = "workload") -> int:
         if proc is not None:
             if proc.poll() is None:
                 _kill_group(proc)
-            _kill_leftovers(proc.pid)  # the script's children that outlived it
+            _kill_leftovers(proc.pid, exp_dir.name)  # the script's children that outlived it
         for path in outputs:
             cap_output(path)
         finish_experiment(exp_dir, spec, store, status, error, kind)

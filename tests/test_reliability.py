@@ -665,6 +665,60 @@ def test_a_forked_child_never_runs_sgdscope_code_and_leftovers_are_killed(tmp_pa
     _wait_until(lambda: _gone(sleeper), "the script's leftover child to be killed")
 
 
+SETSID_SCRIPT = '''
+import os, sys, time
+out = sys.argv[1]
+pid = os.fork()
+if pid == 0:
+    os.setsid()  # leaves the worker's process group: a group kill no longer reaches it
+    if os.fork() == 0:  # and double-forks, so its parent is no longer the script either
+        with open(out + ".escaper", "w") as fh:
+            fh.write(str(os.getpid()))
+        time.sleep(3600)
+    os._exit(0)
+os.waitpid(pid, 0)
+while not os.path.exists(out + ".escaper"):
+    time.sleep(0.01)
+print("parent done")
+'''
+
+
+def test_a_child_that_left_the_process_group_is_killed_too(tmp_path):
+    script = tmp_path / "escaper.py"
+    script.write_text(SETSID_SCRIPT)
+    marker = tmp_path / "child"
+    home = tmp_path / "home"
+    out = cli("profile", str(script), "--arg", str(marker), "--json", home=home)
+    assert out.returncode == 0, out.stderr
+    escaper = int(Path(f"{marker}.escaper").read_text())
+    try:
+        _wait_until(lambda: _gone(escaper), "the setsid child to be killed")
+    finally:
+        if not _gone(escaper):
+            os.kill(escaper, signal.SIGKILL)
+
+
+def test_processes_of_an_experiment_are_found_by_their_environment(tmp_path):
+    import subprocess
+    import sys
+
+    from profilers.session import EXPERIMENT_ENV, processes_of_experiment
+
+    sleep = [sys.executable, "-c", "import time; time.sleep(60)"]
+    ours = subprocess.Popen(sleep, env=dict(os.environ, **{EXPERIMENT_ENV: "exp-a"}))
+    other = subprocess.Popen(sleep, env=dict(os.environ, **{EXPERIMENT_ENV: "exp-ab"}))
+    try:
+        _wait_until(lambda: ours.pid in processes_of_experiment("exp-a"), "the process to be found")
+        assert other.pid not in processes_of_experiment("exp-a")  # the whole value, not a prefix
+        assert other.pid in processes_of_experiment("exp-ab")
+        assert os.getpid() not in processes_of_experiment("exp-a")
+    finally:
+        ours.kill()
+        other.kill()
+        ours.wait()
+        other.wait()
+
+
 # -- scripts are read the way Python reads them --------------------------------------------------
 def test_a_latin1_script_with_its_coding_line_is_profiled(tmp_path):
     script = tmp_path / "latin.py"
