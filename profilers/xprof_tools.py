@@ -607,8 +607,9 @@ def _map_free_trace(trace: Any) -> Any:
     """
     from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-    event = trace.DESCRIPTOR.fields_by_name["trace_events"].message_type
-    args = event.fields_by_name.get("args")
+    events = trace.DESCRIPTOR.fields_by_name.get("trace_events")
+    event = events.message_type if events is not None else None
+    args = event.fields_by_name.get("args") if event is not None else None
     entry = args.message_type if args is not None else None
     if entry is None or not entry.GetOptions().map_entry or set(entry.fields_by_name) != {"key", "value"}:
         raise DependencyMissing("xprof's Trace protobuf has changed shape: TraceEvent.args is not a "
