@@ -69,6 +69,39 @@ CREATE TABLE IF NOT EXISTS runs (
 )
 """
 
+#: What each indexed run's files looked like when it was indexed (``files_stamp``): a run
+#: whose files changed since is read again at the next listing, so one damaged after it was
+#: indexed is listed as ``damaged``, not by its old row. A table of its own, so an index
+#: written before it keeps its ``runs`` table (missing stamps: read once and stamped).
+_STAMPS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS stamps (
+    run_id TEXT PRIMARY KEY,
+    stamp TEXT
+)
+"""
+
+
+def _forget(conn: sqlite3.Connection, run_ids: list[tuple[str]]) -> None:
+    """Drop runs from the index (their row and their stamp)."""
+    conn.executemany("DELETE FROM runs WHERE run_id = ?", run_ids)
+    conn.executemany("DELETE FROM stamps WHERE run_id = ?", run_ids)
+
+
+def files_stamp(run_dir: Path) -> str | None:
+    """(name, mtime, size) of the files a run is read from (manifest, findings, tables),
+    as one string; None if the manifest is gone."""
+    parts = []
+    for path in [run_dir / "manifest.json", run_dir / "findings.json",
+                 *sorted((run_dir / "tables").glob("*.csv"))]:
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            if path.name == "manifest.json":
+                return None
+            continue
+        parts.append(f"{path.name}:{st.st_mtime_ns}:{st.st_size}")
+    return "|".join(parts)
+
 
 class StoreUnavailable(SgdscopeError):
     """The run store's folder or index cannot be used (permissions, a file in the way,
@@ -162,6 +195,7 @@ class RunStore:
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(_SCHEMA)
+            conn.execute(_STAMPS_SCHEMA)
             cols = tuple(r[1] for r in conn.execute("PRAGMA table_info(runs)"))
             if cols != INDEX_COLUMNS:
                 raise sqlite3.DatabaseError(f"the runs table has the wrong columns ({', '.join(cols)})")
@@ -244,9 +278,15 @@ class RunStore:
         )
 
     def _index(self, profiles: Iterable[RunProfile]) -> None:
+        profiles = list(profiles)
         rows = [self._row(p) for p in profiles]
-        self._with_index(lambda conn: conn.executemany(
-            f"INSERT OR REPLACE INTO runs VALUES ({','.join('?' * len(INDEX_COLUMNS))})", rows))
+        stamps = [(p.run_id, files_stamp(p.run_dir)) for p in profiles if p.run_dir is not None]
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.executemany(f"INSERT OR REPLACE INTO runs VALUES ({','.join('?' * len(INDEX_COLUMNS))})", rows)
+            conn.executemany("INSERT OR REPLACE INTO stamps VALUES (?, ?)", stamps)
+
+        self._with_index(write)
 
     def _index_after_commit(self, profiles: list[RunProfile]) -> None:
         """Index runs that are already committed. The run directory is the truth, so an
@@ -274,15 +314,20 @@ class RunStore:
         self.clean_trash()
         on_disk = {p.name for p in self.run_dirs()}
 
-        def drop_gone(conn: sqlite3.Connection) -> set[str]:
-            indexed = {r[0] for r in conn.execute("SELECT run_id FROM runs")}
-            conn.executemany("DELETE FROM runs WHERE run_id = ?", [(g,) for g in indexed - on_disk])
+        def drop_gone(conn: sqlite3.Connection) -> dict[str, str | None]:
+            indexed = dict(conn.execute("SELECT runs.run_id, stamps.stamp FROM runs "
+                                        "LEFT JOIN stamps ON stamps.run_id = runs.run_id"))
+            _forget(conn, [(g,) for g in set(indexed) - on_disk])
             return indexed
 
         indexed = self._with_index(drop_gone, check=True)
+        # Runs whose files changed since they were indexed are read again (and leave the
+        # index if they no longer read: a damaged run is never listed by its old row).
+        changed = {rid for rid, stamp in indexed.items()
+                   if rid in on_disk and (stamp is None or stamp != files_stamp(self.home / rid))}
         readable: list[RunProfile] = []
         damaged: list[dict[str, Any]] = []
-        for rid in sorted(on_disk - indexed):
+        for rid in sorted((on_disk - set(indexed)) | changed):
             try:
                 profile = RunProfile.read(self.home / rid)
                 if profile.run_id != rid:
@@ -293,6 +338,9 @@ class RunStore:
                 reason = exc.message if isinstance(exc, SgdscopeError) else f"{type(exc).__name__}: {exc}"
                 damaged.append({**_run_id_facts(rid), "run_id": rid, "status": "damaged",
                                 "damage": reason})
+        unreadable = [(d["run_id"],) for d in damaged if d["run_id"] in changed]
+        if unreadable:
+            self._with_index(lambda conn: _forget(conn, unreadable))
         if readable:
             self._index(readable)
         return damaged
@@ -398,7 +446,7 @@ class RunStore:
         os.replace(path, trash)  # the run disappears atomically, then is removed
         fsync_dir(self.home)
         try:
-            self._with_index(lambda conn: conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,)))
+            self._with_index(lambda conn: _forget(conn, [(run_id,)]))
         except SgdscopeError as exc:  # the next listing's reconcile drops the row
             self.notices.append(f"The run index was not updated ({exc.message}).")
             log.warning("warning: %s", self.notices[-1])

@@ -63,6 +63,48 @@ def test_index_is_rebuilt_from_run_directories(tmp_path):
     assert set(RunStore(tmp_path).list()["run_id"]) == {a.run_id, b.run_id}
 
 
+def test_a_run_damaged_after_it_was_indexed_is_listed_as_damaged_and_back_once_mended(tmp_path):
+    store = RunStore(tmp_path)
+    keep, hurt = make_profile("numpy"), make_profile("tf_eager")
+    store.save(keep)
+    store.save(hurt)
+    assert set(store.list()["status"]) == {"ok"}  # both indexed
+    manifest = tmp_path / hurt.run_id / "manifest.json"
+    good = manifest.read_bytes()
+    manifest.write_bytes(good[: len(good) // 2])  # cut short after it was indexed
+    runs = RunStore(tmp_path).list().set_index("run_id")
+    assert runs.loc[hurt.run_id, "status"] == "damaged" and runs.loc[hurt.run_id, "damage"]
+    assert runs.loc[keep.run_id, "status"] == "ok"
+    manifest.write_bytes(good.replace(b'"status": "ok"', b'"status": "failed"'))  # mended, and edited
+    runs = RunStore(tmp_path).list().set_index("run_id")
+    assert runs.loc[hurt.run_id, "status"] == "failed" and runs.loc[hurt.run_id, "damage"] is None
+
+
+def test_a_damaged_table_after_indexing_is_seen_too(tmp_path):
+    store = RunStore(tmp_path)
+    p = make_profile("numpy")
+    store.save(p)
+    assert store.list()["status"].tolist() == ["ok"]
+    (tmp_path / p.run_id / "tables" / "steps.csv").write_text("not,a,steps\ntable\n")
+    runs = RunStore(tmp_path).list()
+    assert runs["status"].tolist() == ["damaged"] and "steps" in runs["damage"].iloc[0]
+
+
+def test_an_index_without_stamps_keeps_its_rows_and_is_stamped(tmp_path):
+    import sqlite3
+
+    store = RunStore(tmp_path)
+    p = make_profile("numpy")
+    store.save(p)
+    with sqlite3.connect(store.index_path) as conn:  # an index written before stamps existed
+        conn.execute("DROP TABLE stamps")
+    runs = RunStore(tmp_path).list()
+    assert runs["run_id"].tolist() == [p.run_id] and runs["status"].tolist() == ["ok"]
+    assert not runs.attrs["notices"], "an index without stamps is not damaged"
+    with sqlite3.connect(store.index_path) as conn:
+        assert [r[0] for r in conn.execute("SELECT run_id FROM stamps")] == [p.run_id]
+
+
 def test_delete(tmp_path):
     store = RunStore(tmp_path)
     p = make_profile()
