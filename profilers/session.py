@@ -349,8 +349,13 @@ def cap_output(path: Path, cap_bytes: int = OUTPUT_CAP_BYTES, keep_bytes: int = 
         return
     with open(path, "rb") as fh:
         fh.seek(size - keep_bytes)
-        tail = fh.read(keep_bytes)
+        # To the end as it is now, not as it was at the stat: what the worker appends while
+        # this reads is kept too; only an append in the instant between this read's end and
+        # the truncate below is lost (the worker does not lock the file).
+        tail = fh.read()
+        size = fh.tell()
     os.truncate(path, 0)
+    tail = tail[-keep_bytes:]
     with open(path, "ab") as fh:
         fh.write(f"[sgdscope: the first {size - len(tail)} bytes of this output were dropped; "
                  f"the newest {len(tail)} are kept]\n".encode() + tail)
