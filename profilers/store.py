@@ -95,7 +95,7 @@ def files_stamp(run_dir: Path) -> str | None:
                  *sorted((run_dir / "tables").glob("*.csv"))]:
         try:
             st = path.stat()
-        except FileNotFoundError:
+        except OSError:  # gone, or unreadable: the stamp says so, and reading it tells why
             if path.name == "manifest.json":
                 return None
             continue
