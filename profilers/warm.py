@@ -193,13 +193,13 @@ def _outputs(slot_dir: Path) -> tuple[Path, Path]:
 
 def _link_logs(slot_dir: Path, exp_dir: Path) -> None:
     """The worker's stdout/stderr, seen from the experiment (a hard link: same file)."""
-    for name in ("worker.stdout", "worker.stderr"):
-        target = exp_dir / name
+    for source in _outputs(slot_dir):
+        target = exp_dir / source.name
         if not target.exists():
             try:
-                os.link(slot_dir / name, target)
+                os.link(source, target)
             except OSError:  # another filesystem: a symlink reads the same
-                target.symlink_to(slot_dir / name)
+                target.symlink_to(source)
 
 
 def _parent_gone(parent_pid: int) -> bool:
@@ -211,7 +211,8 @@ def supervise_slot(slot_dir: Path, parent_pid: int) -> int:
     signal.signal(signal.SIGTERM, _raise_exit)  # a plain kill still runs the cleanup below
     signal.signal(signal.SIGHUP, _raise_exit)
     store = RunStore(os.environ.get("SGDSCOPE_HOME"))
-    with open(slot_dir / "worker.stdout", "ab") as out, open(slot_dir / "worker.stderr", "ab") as err:
+    stdout, stderr = _outputs(slot_dir)
+    with open(stdout, "ab") as out, open(stderr, "ab") as err:
         proc = subprocess.Popen([sys.executable, "-m", "profilers.warm", "work", str(slot_dir)],
                                 cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                 start_new_session=True, preexec_fn=_die_with_parent())
