@@ -161,6 +161,8 @@ def test_a_loop_that_retraces_every_call_has_steps_and_its_tracing_share(home):
 
 @pytest.mark.tf
 def test_an_epoch_boundary_stall_keeps_the_input_verdict_and_is_reported(home):
+    from profilers import triage
+
     got = profiled(home, "epoch_stall")
     run, doc = got["run"], got["analyze"]
     assert doc["steps"]["count"] > 0
@@ -168,7 +170,13 @@ def test_an_epoch_boundary_stall_keeps_the_input_verdict_and_is_reported(home):
     measured = truth(run, "MEASURED_INPUT_SHARE")
     assert rules["input_bound"]["severity"] == "high"
     assert abs(share_of(run, "input_wait") - measured) <= TOLERANCE, (share_of(run, "input_wait"), measured)
-    assert rules.get("framework_overhead", {}).get("severity") != "high"
+    # The step is the iterator fetch plus a 16x16 compiled step: all but the fetch is host time
+    # outside kernels, about 15% of it, at the high threshold. Held to the script's clock, not
+    # to a severity: counted in, the half-second stall alone would make it most of the step.
+    overhead = share_of(run, "framework_overhead") / (1.0 - share_of(run, "cpu_contention"))
+    assert abs(overhead - (1.0 - measured)) <= TOLERANCE, (overhead, 1.0 - measured)
+    assert severity_ok(rules.get("framework_overhead", {}).get("severity"), 1.0 - measured,
+                       triage.OVERHEAD_MODERATE, triage.OVERHEAD_HIGH)
     stall = rules["outlier_steps"]
     worst = max(stall["evidence"]["outliers"], key=lambda o: o["ms"])
     assert worst["ms"] >= 0.9 * truth(run, "STALL_MS") and worst["x_median"] > 5
@@ -211,7 +219,8 @@ def test_python_bookkeeping_after_a_compiled_step_is_framework_overhead_not_the_
         # out of framework_overhead; on a machine this busy that figure does not describe the
         # window's steps, so the trace's overhead cannot be held to the script's own clock.
         pytest.skip(f"the script's thread waited for a core {waited:.0%} of the run")
-    # Host time outside kernels: the bookkeeping plus the call's own framework cost.
+    # Host time outside kernels: the bookkeeping, the call's dispatch and its executor; the
+    # script times the steps' kernels apart, in one in-graph loop.
     measured = truth(run, "MEASURED_FRAMEWORK_SHARE")
     ran = 1.0 - share_of(run, "cpu_contention")
     got_share = share_of(run, "framework_overhead") / ran
