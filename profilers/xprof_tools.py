@@ -507,10 +507,10 @@ def parse_trace_proto(data: bytes, *, on_parsed: Callable[[], None] | None = Non
 
     The JSON keeps an event as complete (``"ph": "X"``) when its ``duration_ps`` is not 0,
     with ``ts``/``dur`` = picoseconds / 1e6; ``process``/``thread`` are the device and
-    resource names. The message is read through ``_map_free_trace`` (args as repeated
-    entries, not a hash table per event). The events are read in chunks, so the per-event
-    protobuf wrappers of only one chunk are alive at a time, and strings are kept as
-    category codes.
+    resource names. The message is read through ``_raw_args_trace`` (each arg as its
+    entry's own bytes, not a hash table per event, decoded once per distinct entry). The
+    events are read in chunks, so the per-event protobuf wrappers of only one chunk are
+    alive at a time, and strings are kept as category codes.
 
     ``on_parsed`` is called once the message is parsed and ``data`` dropped (pass the bytes
     without keeping a reference, and they are freed there): from then on this is Python
@@ -524,7 +524,8 @@ def parse_trace_proto(data: bytes, *, on_parsed: Callable[[], None] | None = Non
     from google.protobuf.message import DecodeError
 
     with _gc_paused():
-        trace = _map_free_trace(Trace)()
+        trace_class, entry_class = _raw_args_trace(Trace)
+        trace = trace_class()
         try:
             trace.ParseFromString(data)
         except DecodeError as exc:
@@ -540,6 +541,8 @@ def parse_trace_proto(data: bytes, *, on_parsed: Callable[[], None] | None = Non
                    for rid, res in dev.resources.items()}
         cols = _EventColumns()
         rare = [(k, c) for k, c in cols.arg_codes().items() if k != "group_id"]
+        entries = _ArgEntries(entry_class)
+        group_of: dict[bytes | None, str | None] = {None: None}  # a lone arg -> its group_id
         evs = trace.trace_events
         n_trace_events = len(evs)  # all of them (instant ones too): what xprof's cap counts
         for lo in range(0, len(evs), _PROTO_CHUNK):
@@ -561,18 +564,23 @@ def parse_trace_proto(data: bytes, *, on_parsed: Callable[[], None] | None = Non
             cols.ts_us.append(ts_ps / 1e6)
             cols.dur_us.append(dur_ps / 1e6)
             cols.name.add(names)
-            # Most events carry one arg, group_id: read the first (key, value) of those, and
-            # the other keys only where there are more, filling their columns only there.
+            # Most events carry one arg, group_id: their entry's bytes are looked up, decoded
+            # once per distinct entry; the other keys are read only where there are more,
+            # filling their columns only there.
             lens = np.fromiter(map(len, args), dtype=np.int32, count=n)
-            firsts = [_KEY_VALUE(a[0]) if one else None for a, one in zip(args, (lens == 1).tolist())]
-            group = [f[1] if f is not None and f[0] == "group_id" else None for f in firsts]
+            firsts = [a[0] if one else None for a, one in zip(args, (lens == 1).tolist())]
+            for raw in dict.fromkeys(firsts):
+                if raw not in group_of:
+                    key, value = entries[raw]
+                    group_of[raw] = value if key == "group_id" else None
+            group = list(map(group_of.__getitem__, firsts))
             many = np.nonzero(lens > 1)[0].tolist()
-            dicts = {k: dict(map(_KEY_VALUE, args[k])) for k in many}
+            dicts = {k: dict(map(entries.__getitem__, args[k])) for k in many}
             for k in many:
                 group[k] = dicts[k].get("group_id")
             cols.group_id.add(group)
             rich = np.nonzero((lens > 1) | ((lens == 1) & (cols.group_id.parts[-1] < 0)))[0]
-            rich_args = [dicts[k] if k in dicts else dict([firsts[k]]) for k in rich.tolist()]
+            rich_args = [dicts[k] if k in dicts else dict([entries[firsts[k]]]) for k in rich.tolist()]
             for key, codes in rare:
                 codes.add_at(n, rich, [a.get(key) for a in rich_args])
             tf_op = np.zeros(n, dtype=bool)
@@ -597,13 +605,30 @@ _DEVICE, _RESOURCE, _TIMESTAMP, _DURATION, _NAME, _ARGS = map(
     attrgetter, ("device_id", "resource_id", "timestamp_ps", "duration_ps", "name", "args"))
 
 
+class _ArgEntries(dict):
+    """An arg entry's serialized bytes -> its (key, value), decoded by protobuf once per
+    distinct entry: a capture repeats the same few thousand entries hundreds of thousands
+    of times."""
+
+    def __init__(self, entry_class: Any) -> None:
+        super().__init__()
+        self.entry_class = entry_class
+
+    def __missing__(self, raw: bytes) -> tuple[str, str]:
+        kv = self[raw] = _KEY_VALUE(self.entry_class.FromString(raw))
+        return kv
+
+
 @functools.lru_cache(maxsize=None)
-def _map_free_trace(trace: Any) -> Any:
-    """xprof's ``Trace`` message class with ``TraceEvent.args`` read as a repeated
-    ``ArgsEntry {key, value}`` instead of a map: the same wire format (protobuf defines a map
-    as exactly that), built at run time from xprof's own descriptor. Parsed as a map, every
-    event gets a hash table: 127 MB for a 335,000-event capture against 78 MB this way, and
-    the op table's conversion runs beside this parse (``trace_events``), so the two add up.
+def _raw_args_trace(trace: Any) -> tuple[Any, Any]:
+    """xprof's ``Trace`` message class with each ``TraceEvent.args`` entry kept as its own
+    serialized bytes, and the class of that entry (``ArgsEntry {key, value}``) to decode
+    them: the same wire format (protobuf defines a map as a repeated entry message, and a
+    message field as length-delimited bytes), built at run time from xprof's own
+    descriptor. Parsed as a map, every event gets a hash table: 127 MB for a 335,000-event
+    capture, against 78 MB as entry messages and less as bytes; and an entry's bytes are a
+    dict key, so each distinct entry is decoded once (``_ArgEntries``), not once per event.
+    The op table's conversion runs beside this parse (``trace_events``), so memory adds up.
     """
     from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
@@ -621,6 +646,10 @@ def _map_free_trace(trace: Any) -> Any:
             for nested in message.nested_type:
                 if nested.name == entry.name:
                     nested.options.map_entry = False
+            for fld in message.field:
+                if fld.name == args.name:
+                    fld.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
+                    fld.ClearField("type_name")
     proto.name = f"sgdscope/{proto.name}"  # its own pool: xprof's own class is untouched
     pool = descriptor_pool.DescriptorPool()
     for dep in trace.DESCRIPTOR.file.dependencies:
@@ -628,7 +657,8 @@ def _map_free_trace(trace: Any) -> Any:
         dep.CopyToProto(dep_proto)
         pool.Add(dep_proto)
     pool.Add(proto)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName(trace.DESCRIPTOR.full_name))
+    return (message_factory.GetMessageClass(pool.FindMessageTypeByName(trace.DESCRIPTOR.full_name)),
+            message_factory.GetMessageClass(pool.FindMessageTypeByName(entry.full_name)))
 
 
 @contextmanager

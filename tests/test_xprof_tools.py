@@ -338,8 +338,8 @@ def test_op_table_is_converted_beside_the_trace_after_its_conversion(eager_run: 
     assert len(xt.convert(xplane, "framework_op_stats").table("ops")) > 0  # cached by the thread
 
 
-def test_map_free_trace_refuses_a_trace_whose_args_are_not_a_map() -> None:
-    """The map-free view is derived from xprof's descriptor; a Trace of another shape is
+def test_raw_args_trace_refuses_a_trace_whose_args_are_not_a_map() -> None:
+    """The raw-args view is derived from xprof's descriptor; a Trace of another shape is
     refused with a message, not misread."""
     from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
@@ -358,18 +358,23 @@ def test_map_free_trace_refuses_a_trace_whose_args_are_not_a_map() -> None:
     pool.Add(proto)
     other = message_factory.GetMessageClass(pool.FindMessageTypeByName("other.Trace"))
     with pytest.raises(DependencyMissing, match="changed shape"):
-        xt._map_free_trace(other)
+        xt._raw_args_trace(other)
 
 
-def test_map_free_trace_reads_every_arg_xprofs_class_reads(eager_run: Path) -> None:
+def test_raw_args_trace_reads_every_arg_xprofs_class_reads(eager_run: Path) -> None:
     from xprof.protobuf.trace_events_old_pb2 import Trace
 
     raw = xt.raw_tool_data(xt.find_xplane(eager_run), "trace_viewer", {})
-    mapped, free = Trace.FromString(raw), xt._map_free_trace(Trace).FromString(raw)
+    trace_class, entry_class = xt._raw_args_trace(Trace)
+    mapped, free = Trace.FromString(raw), trace_class.FromString(raw)
+    entries = xt._ArgEntries(entry_class)
     assert len(free.trace_events) == len(mapped.trace_events) > 0
+    assert any(len(e.args) > 1 for e in mapped.trace_events)
     for a, b in zip(mapped.trace_events, free.trace_events):
-        assert dict(a.args) == {e.key: e.value for e in b.args}
+        assert all(isinstance(e, bytes) for e in b.args)
+        assert dict(a.args) == dict(map(entries.__getitem__, b.args))
         assert (a.name, a.timestamp_ps, a.duration_ps) == (b.name, b.timestamp_ps, b.duration_ps)
+    assert len(entries) < sum(len(e.args) for e in free.trace_events)  # decoded once per distinct entry
 
 
 def test_each_table_is_cached_once_in_arrow(eager_run: Path) -> None:
