@@ -241,6 +241,9 @@ class TfCapture:
     error: str | None = None
     recorder: StepRecorder | None = None
     fit_calls: int = 0
+    #: The step number each ``fit`` call started at (Keras mode): its first step traces a
+    #: new train function whenever ``compile`` ran again in between.
+    fit_first_steps: list[int] = field(default_factory=list)
     callback_ns: int = 0  # time in the step-marker callback (on the step's own thread)
     _own: bool = False  # this object opened the profiler (time window), not the recorder
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -339,6 +342,8 @@ class TfCapture:
 
         def fit(model: Any, *args: Any, **kwargs: Any) -> Any:
             cap.fit_calls += 1
+            if cap.recorder is not None:
+                cap.fit_first_steps.append(cap.recorder.steps_done)
             args_l = list(args)
             if len(args_l) >= 6:  # fit(x, y, batch_size, epochs, verbose, callbacks, ...)
                 args_l[5] = [*(args_l[5] or []), cap._callback()]
@@ -383,7 +388,7 @@ class TfCapture:
                 "start_us": rel(self.started_ns), "stop_us": rel(self.stopped_ns),
                 "stop_reason": self.stop_reason, "window_s": self.window_s,
                 "skip_steps": self.skip_steps, "max_steps": self.max_steps,
-                "fit_calls": self.fit_calls, "error": self.error or (
+                "fit_calls": self.fit_calls, "fit_first_steps": list(self.fit_first_steps), "error": self.error or (
                     self.recorder.profiler_error if self.recorder is not None else None)}
 
     def tf_warnings(self) -> dict[str, Any]:

@@ -480,6 +480,39 @@ _OUTLIER_CAUSES: tuple[tuple[tuple[str, ...], str, str], ...] = (
 )
 
 
+#: An outlier step's dominant breakdown category (marker steps carry no event list), and
+#: what it means; used when the step's events name no cause.
+_OUTLIER_CATEGORY_CAUSES = {
+    "compile_trace": ("tracing/compilation inside the loop", _OUTLIER_CAUSES[2][2]),
+    "input_wait": ("a stall waiting for the next batch",
+                   "The input pipeline stalled in this step: see the input findings; prefetch and "
+                   "parallelise the slow stage so one slow batch does not hold the step:\n```python\n"
+                   "ds = ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)\n```"),
+}
+
+
+def _outlier_cause_from_categories(worst: dict[str, Any], f: Facts) -> tuple[str | None, str | None]:
+    """The cause of the longest outlier from its own breakdown: the category holding at least
+    half of its time. A Keras ``fit`` call's first step that traces is named as such (each
+    ``compile`` before a ``fit`` makes Keras build its train function again)."""
+    cats = worst.get("largest_categories_ms") or {}
+    if not cats:
+        return None, None
+    top, ms = max(cats.items(), key=lambda kv: kv[1])
+    if top not in _OUTLIER_CATEGORY_CAUSES or ms < 0.5 * worst["ms"]:
+        return None, None
+    cause, advice = _OUTLIER_CATEGORY_CAUSES[top]
+    firsts = ((f["capture"].get("window") or {}).get("fit_first_steps") or [])
+    if top == "compile_trace" and worst["step"] in firsts[1:]:
+        k = firsts.index(worst["step"]) + 1
+        cause = f"a new train function traced at the start of fit call {k} of {len(firsts)}"
+        advice = (f"Keras builds its train function again in the first step of a `fit` call when "
+                  f"`compile` ran since the last one (as when fine-tuning): {ms:.0f} ms once per "
+                  f"`fit` call, not per step. Leave it if the recompile is needed (a new optimizer, "
+                  f"unfrozen layers); otherwise compile once and call `fit` once with more epochs.")
+    return cause, advice
+
+
 def rule_outlier_steps(f: Facts) -> Finding | None:
     """Steps longer than OUTLIER_FACTOR x the median step, with what they contained."""
     outliers = f.get("outlier_steps") or []
@@ -515,6 +548,8 @@ def rule_outlier_steps(f: Facts) -> Finding | None:
             cause, advice = what, rec_
             break
     worst = max(details, key=lambda d: d["ms"])
+    if cause is None:
+        cause, advice = _outlier_cause_from_categories(worst, f)
     top = (worst.get("longest_events") or [{}])[0]
     where = f", in {top['name']} ({top['ms']:.0f} ms)" if top.get("name") else ""
     if worst.get("top_lines"):

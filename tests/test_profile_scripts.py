@@ -203,6 +203,22 @@ def test_keras_fit_done_right_has_no_high_finding(home):
 
 
 @pytest.mark.tf
+def test_a_second_fit_calls_recompile_step_is_named_as_such(home):
+    got = profiled(home, "keras_two_fits")
+    run, doc = got["run"], got["analyze"]
+    stdout = (run.run_dir / "logs" / "stdout.txt").read_text()
+    firsts = [int(x) for x in re.search(r"FIT_FIRST_STEPS=([0-9,]+)", stdout).group(1).split(",")]
+    window = run.manifest["capture"]["window"]
+    assert window["fit_calls"] == 2 and window["fit_first_steps"] == firsts
+    stall = by_rule(doc)["outlier_steps"]
+    worst = max(stall["evidence"]["outliers"], key=lambda o: o["ms"])
+    assert worst["step"] == firsts[1]
+    assert worst["ms"] >= 0.8 * truth(run, "SECOND_FIT_FIRST_STEP_MS")  # the script's own clock
+    assert stall["evidence"]["cause"] == "a new train function traced at the start of fit call 2 of 2"
+    assert "compile" in stall["recommendation"]
+
+
+@pytest.mark.tf
 def test_python_bookkeeping_after_a_compiled_step_is_framework_overhead_not_the_harness(home):
     from profilers import triage
 

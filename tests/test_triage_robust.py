@@ -75,6 +75,26 @@ def test_without_trace_events_an_outlier_is_described_by_its_own_breakdown():
     assert f["evidence"]["cause"].startswith("not recognised") and "```" in f["recommendation"]
 
 
+
+def test_an_outlier_mostly_in_one_known_category_is_named_by_it():
+    """Marker steps carry no event list: the outlier's own breakdown names the cause when one
+    category holds at least half of it; a compile at a later fit call's first step says so."""
+    def outlier(shares20: dict[str, float], capture: dict | None = None) -> dict:
+        shares = [{"input_wait": 0.1}] * 30
+        ms = [10.0] * 30
+        ms[20], shares[20] = 400.0, shares20
+        return fired(run_with(shares, ms, capture=capture))["outlier_steps"]
+
+    assert outlier({"input_wait": 0.8})["evidence"]["cause"] == "a stall waiting for the next batch"
+    assert outlier({"compile_trace": 0.9})["evidence"]["cause"] == "tracing/compilation inside the loop"
+    assert outlier({"compile_trace": 0.4, "framework_overhead": 0.5})["evidence"]["cause"].startswith("not recognised")
+    fits = {"window": {"fit_calls": 2, "fit_first_steps": [0, 20]}}
+    f = outlier({"compile_trace": 0.9}, fits)
+    assert f["evidence"]["cause"] == "a new train function traced at the start of fit call 2 of 2"
+    assert "360 ms once per `fit` call" in f["recommendation"]
+    first = {"window": {"fit_calls": 2, "fit_first_steps": [20, 25]}}  # the run's first fit: not a re-compile
+    assert outlier({"compile_trace": 0.9}, first)["evidence"]["cause"] == "tracing/compilation inside the loop"
+
 def test_numpy_interpreter_share_is_judged_at_the_samplers_resolution():
     def numpy_run(interp: float) -> RunProfile:
         return run_with([{"framework_overhead": interp}] * 20, [5.0] * 20,
