@@ -313,12 +313,38 @@ def rule_eager_execution(f: Facts) -> Finding | None:
             ev["source"] = "measured: 1 - graph step / eager step, same experiment"
     if eager.get("op_time_eager_pct") is not None:
         ev["op_time_eager_pct"] = _r(eager["op_time_eager_pct"], 1)
-    rec = ("TF ops run one by one in eager mode, each paying Python and dispatch cost. "
-           "Compile the step into a graph with tf.function:\n"
-           "```python\n@tf.function\ndef train_step(x, y):\n    with tf.GradientTape() as tape:\n"
-           "        loss = loss_fn(y, model(x))\n    grads = tape.gradient(loss, model.trainable_variables)\n"
-           "    opt.apply_gradients(zip(grads, model.trainable_variables))\n    return loss\n```")
+    rec = _eager_advice(f, ev)
     return _finding("eager_execution", sev, share, ev, rec)
+
+
+def _eager_advice(f: Facts, ev: dict[str, Any]) -> str:
+    """What removes the eager time: a tf.function for a custom loop; for Keras ``fit``, whose
+    train step is a tf.function unless ``run_eagerly``, either ``run_eagerly=False`` or, when
+    each step already calls the compiled train function, ``steps_per_execution`` (the eager
+    ops left are Keras' own, once per call: fetching the call's outputs)."""
+    window = f["capture"].get("window") or {}
+    keras = bool(window.get("fit_calls")) or "keras" in str(f["variant"] or "")
+    calls = f["results"].get("function_calls_per_step")
+    if keras and calls:
+        fns = [d.get("function") for d in f["results"].get("tf_functions") or [] if d.get("function")]
+        ev["keras_compiled_calls_per_step"] = _r(calls, 2)
+        if fns:
+            ev["keras_train_functions"] = fns
+        return ("Keras already runs the train step as a compiled function, once per step; the eager "
+                "ops left are its own, paid once per call (it fetches each call's outputs eagerly). "
+                "Run several steps per call so they are paid once per call, not once per step:\n"
+                "```python\nmodel.compile(..., steps_per_execution=32)\n```")
+    if keras:
+        return ("Keras runs the train step op by op, each op paying Python and dispatch cost: "
+                "`run_eagerly=True` (or `tf.config.run_functions_eagerly(True)`) is set. Let Keras "
+                "compile the step into a graph:\n"
+                "```python\nmodel.compile(..., run_eagerly=False)   # the default\n"
+                "tf.config.run_functions_eagerly(False)\n```")
+    return ("TF ops run one by one in eager mode, each paying Python and dispatch cost. "
+            "Compile the step into a graph with tf.function:\n"
+            "```python\n@tf.function\ndef train_step(x, y):\n    with tf.GradientTape() as tape:\n"
+            "        loss = loss_fn(y, model(x))\n    grads = tape.gradient(loss, model.trainable_variables)\n"
+            "    opt.apply_gradients(zip(grads, model.trainable_variables))\n    return loss\n```")
 
 
 def _functions(f: Facts) -> list[dict[str, Any]]:

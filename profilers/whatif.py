@@ -38,7 +38,7 @@ from profilers.store import RunStore, new_id
 #: Finding rule -> fixes to try, best first (the issue's mapping).
 RULE_FIXES: dict[str, tuple[str, ...]] = {
     "compilation": (),
-    "eager_execution": ("run_eagerly_false",),
+    "eager_execution": ("run_eagerly_false", "steps_per_execution"),
     "framework_overhead": ("steps_per_execution", "jit_compile"),
     "input_bound": ("prefetch", "parallel_map", "data_options"),
     "retracing": ("reduce_retracing",),

@@ -191,7 +191,7 @@ def test_keras_run_eagerly_is_told_what_graph_mode_removes(home):
     assert doc["steps"]["count"] > 0 and run.manifest["capture"]["steps_from"] == "markers"
     f = by_rule(doc)["eager_execution"]
     measured = truth(run, "MEASURED_GRAPH_REMOVES")
-    assert f["severity"] == "high"
+    assert f["severity"] == "high" and "run_eagerly=False" in f["recommendation"]
     assert abs(f["share"] - measured) <= TOLERANCE, (f["share"], measured)
 
 

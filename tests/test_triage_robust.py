@@ -95,6 +95,27 @@ def test_an_outlier_mostly_in_one_known_category_is_named_by_it():
     first = {"window": {"fit_calls": 2, "fit_first_steps": [20, 25]}}  # the run's first fit: not a re-compile
     assert outlier({"compile_trace": 0.9}, first)["evidence"]["cause"] == "tracing/compilation inside the loop"
 
+
+def test_eager_advice_follows_what_runs_eagerly():
+    """A custom loop is told to use tf.function; Keras fit with run_eagerly, to compile the
+    step; Keras fit whose step already calls its compiled train function, steps_per_execution."""
+    def advice(results: dict, capture: dict | None = None, variant: str = "train") -> dict:
+        run = run_with([{"framework_overhead": 0.5}] * 20, [5.0] * 20, results=results,
+                       capture=capture, variant=variant)
+        return fired(run)["eager_execution"]
+
+    keras = {"window": {"fit_calls": 1}}
+    loop = advice({"eager_share": 0.4})
+    assert "@tf.function" in loop["recommendation"] and "keras_train_functions" not in loop["evidence"]
+    eager_fit = advice({"eager_share": 0.9, "function_calls_per_step": None}, keras)
+    assert "run_eagerly=False" in eager_fit["recommendation"] and "@tf.function" not in eager_fit["recommendation"]
+    compiled = advice({"eager_share": 0.15, "function_calls_per_step": 1.0,
+                       "tf_functions": [{"function": "multi_step_on_iterator"}]}, keras)
+    assert "steps_per_execution=" in compiled["recommendation"]
+    assert compiled["evidence"]["keras_train_functions"] == ["multi_step_on_iterator"]
+    assert "steps_per_execution=" in advice({"eager_share": 0.15, "function_calls_per_step": 1.0},
+                                            variant="keras_fit")["recommendation"]
+
 def test_numpy_interpreter_share_is_judged_at_the_samplers_resolution():
     def numpy_run(interp: float) -> RunProfile:
         return run_with([{"framework_overhead": interp}] * 20, [5.0] * 20,
