@@ -384,7 +384,10 @@ def test_cancelling_a_distributed_run_leaves_no_worker_behind(tmp_path):
     run = subprocess.Popen([sys.executable, "-c", code, "run", "mlp", "--variants", "multi_worker",
                             "--param", "workers=2", "--param", "samples=8192", "--param", "straggler=0",
                             "--param", "straggler_ms=200", "--json"],
-                           cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                           cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           # Ctrl-C reaches the CLI as from a terminal even when the suite itself
+                           # runs as a background job, whose children inherit SIGINT ignored.
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 180
         # Both workers past warm-up: TensorFlow loaded, cluster joined, training.
