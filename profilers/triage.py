@@ -263,10 +263,20 @@ def rule_input_bound(f: Facts) -> Finding | None:
         ev["xprof_says"] = res["xprof_input_conclusion"]
     stage_txt = f" The slowest tf.data stage is `{slow['stage']}` ({slow.get('self_ms', 0):.1f} ms self time)." \
         if slow else ""
-    rec = ("The step waits for its next batch. Overlap input with compute: parallelise the "
-           "slow map, prefetch, and cache what does not change per epoch." + stage_txt + "\n"
-           "```python\nds = ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE)\n"
-           "ds = ds.cache().prefetch(tf.data.AUTOTUNE)   # cache() only if it fits in memory\n```")
+    if slow and str(slow.get("stage", "")).endswith("Generator"):
+        rec = ("The step waits for its next batch, and the slowest stage is a Python generator "
+               "(tf.data's from_generator, or Keras wrapping one)." + stage_txt + " A generator runs "
+               "on one thread holding the GIL: tf.data can prefetch it but not parallelise it. Move "
+               "the per-batch work into tf.data ops that run in parallel, or give Keras a PyDataset "
+               "with workers:\n```python\nds = tf.data.Dataset.from_tensor_slices(raw).map("
+               "augment, num_parallel_calls=tf.data.AUTOTUNE).batch(64).prefetch(tf.data.AUTOTUNE)\n"
+               "# Keras: class Batches(keras.utils.PyDataset) with super().__init__(workers=4, "
+               "use_multiprocessing=True)\n```")
+    else:
+        rec = ("The step waits for its next batch. Overlap input with compute: parallelise the "
+               "slow map, prefetch, and cache what does not change per epoch." + stage_txt + "\n"
+               "```python\nds = ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE)\n"
+               "ds = ds.cache().prefetch(tf.data.AUTOTUNE)   # cache() only if it fits in memory\n```")
     return _finding("input_bound", sev, share, ev, rec)
 
 
@@ -317,24 +327,42 @@ def rule_eager_execution(f: Facts) -> Finding | None:
     return _finding("eager_execution", sev, share, ev, rec)
 
 
+#: Keras' own compiled train functions (Keras 3, then tf.keras 2).
+KERAS_TRAIN_FUNCTIONS = frozenset({"one_step_on_data", "multi_step_on_iterator", "one_step_on_iterator",
+                                   "multi_step_on_data", "train_function"})
+
+
 def _eager_advice(f: Facts, ev: dict[str, Any]) -> str:
-    """What removes the eager time: a tf.function for a custom loop; for Keras ``fit``, whose
-    train step is a tf.function unless ``run_eagerly``, either ``run_eagerly=False`` or, when
-    each step already calls the compiled train function, ``steps_per_execution`` (the eager
-    ops left are Keras' own, once per call: fetching the call's outputs)."""
+    """What removes the eager time, from what runs eagerly. Without a compiled call per
+    step: ``tf.function`` for a custom loop, ``run_eagerly=False`` for Keras. With one (the
+    eager ops left are around the call: converting inputs, reading outputs): Keras ``fit``
+    -> ``steps_per_execution``; Keras ``train_on_batch`` -> ``fit`` on a dataset; a custom
+    loop -> move them into the function or run several steps per call."""
     window = f["capture"].get("window") or {}
-    keras = bool(window.get("fit_calls")) or "keras" in str(f["variant"] or "")
+    fit = bool(window.get("fit_calls")) or (f["source"] == "workload" and "keras" in str(f["variant"] or ""))
+    fns = [d.get("function") for d in f["results"].get("tf_functions") or [] if d.get("function")]
+    keras_fns = [fn for fn in fns if fn in KERAS_TRAIN_FUNCTIONS]
     calls = f["results"].get("function_calls_per_step")
-    if keras and calls:
-        fns = [d.get("function") for d in f["results"].get("tf_functions") or [] if d.get("function")]
-        ev["keras_compiled_calls_per_step"] = _r(calls, 2)
+    if calls:
+        ev["compiled_calls_per_step"] = _r(calls, 2)
         if fns:
-            ev["keras_train_functions"] = fns
-        return ("Keras already runs the train step as a compiled function, once per step; the eager "
-                "ops left are its own, paid once per call (it fetches each call's outputs eagerly). "
-                "Run several steps per call so they are paid once per call, not once per step:\n"
-                "```python\nmodel.compile(..., steps_per_execution=32)\n```")
-    if keras:
+            ev["compiled_functions"] = fns
+        if fit:
+            return ("Keras already runs the train step as a compiled function, once per step; the "
+                    "eager ops left are its own, paid once per call (it fetches each call's outputs "
+                    "eagerly). Run several steps per call so they are paid once per call, not once "
+                    "per step:\n```python\nmodel.compile(..., steps_per_execution=32)\n```")
+        if keras_fns:
+            return ("Keras runs its compiled train function once per `train_on_batch` call and, "
+                    "around it, converts the batch and reads the outputs op by op. Give Keras the "
+                    "whole loop, several steps per call:\n```python\nmodel.compile(..., "
+                    "steps_per_execution=32)\nmodel.fit(tf.data.Dataset.from_tensor_slices((X, Y))"
+                    ".batch(32).prefetch(tf.data.AUTOTUNE))\n```")
+        return ("The step already calls a compiled function once per step; the eager ops left run "
+                "outside it (converting inputs, metrics, reading the loss). Move them into the "
+                "tf.function, or run several steps per call:\n```python\n@tf.function\n"
+                "def train(n):\n    for _ in tf.range(n):\n        train_step(next(it))\n```")
+    if fit or keras_fns:
         return ("Keras runs the train step op by op, each op paying Python and dispatch cost: "
                 "`run_eagerly=True` (or `tf.config.run_functions_eagerly(True)`) is set. Let Keras "
                 "compile the step into a graph:\n"

@@ -219,6 +219,23 @@ def test_a_second_fit_calls_recompile_step_is_named_as_such(home):
 
 
 @pytest.mark.tf
+def test_train_on_batch_is_known_as_keras_compiled_call_per_step(home):
+    """The advice for eager time depends on recognising Keras' own train function by name:
+    this fails when a Keras version renames it."""
+    from profilers import triage
+
+    got = profiled(home, "keras_train_on_batch")
+    run, doc = got["run"], got["analyze"]
+    assert doc["steps"]["count"] > 0
+    fns = {d["function"] for d in run.manifest["results"]["tf_functions"]}
+    assert fns & triage.KERAS_TRAIN_FUNCTIONS, fns
+    assert run.manifest["results"]["function_calls_per_step"] >= 1
+    eager = by_rule(doc).get("eager_execution")
+    if eager is not None:  # its share sits near the threshold: the advice, when it fires
+        assert "train_on_batch" in eager["recommendation"], eager["recommendation"]
+
+
+@pytest.mark.tf
 def test_python_bookkeeping_after_a_compiled_step_is_framework_overhead_not_the_harness(home):
     from profilers import triage
 

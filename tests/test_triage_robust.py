@@ -111,10 +111,34 @@ def test_eager_advice_follows_what_runs_eagerly():
     assert "run_eagerly=False" in eager_fit["recommendation"] and "@tf.function" not in eager_fit["recommendation"]
     compiled = advice({"eager_share": 0.15, "function_calls_per_step": 1.0,
                        "tf_functions": [{"function": "multi_step_on_iterator"}]}, keras)
-    assert "steps_per_execution=" in compiled["recommendation"]
-    assert compiled["evidence"]["keras_train_functions"] == ["multi_step_on_iterator"]
-    assert "steps_per_execution=" in advice({"eager_share": 0.15, "function_calls_per_step": 1.0},
-                                            variant="keras_fit")["recommendation"]
+    assert "steps_per_execution=" in compiled["recommendation"] and "fit(" not in compiled["recommendation"]
+    assert compiled["evidence"]["compiled_functions"] == ["multi_step_on_iterator"]
+    def workload_advice(variant: str) -> str:
+        run = run_with([{"framework_overhead": 0.5}] * 20, [5.0] * 20, source="workload", workload="mlp",
+                       variant=variant, results={"eager_share": 0.15, "function_calls_per_step": 1.0})
+        return fired(run)["eager_execution"]["recommendation"]
+
+    assert "model.compile(..., steps_per_execution=32)\n```" in workload_advice("keras_fit")
+    assert "tf.range" in workload_advice("tf_function")
+    # train_on_batch: Keras' compiled function once per call, no fit
+    on_batch = advice({"eager_share": 0.17, "function_calls_per_step": 1.0,
+                       "tf_functions": [{"function": "one_step_on_data"}]})
+    assert "train_on_batch" in on_batch["recommendation"] and "model.fit(" in on_batch["recommendation"]
+    custom = advice({"eager_share": 0.2, "function_calls_per_step": 1.0, "tf_functions": [{"function": "step"}]})
+    assert "tf.range" in custom["recommendation"] and "@tf.function\ndef train_step" not in custom["recommendation"]
+
+
+def test_input_advice_for_a_python_generator_is_not_to_parallelise_its_map():
+    def input_finding(stage: str) -> dict:
+        run = run_with([{"input_wait": 0.6}] * 20, [5.0] * 20,
+                       results={"input_stages": [{"stage": stage, "self_ms": 260.0}]})
+        return fired(run)["input_bound"]
+
+    gen = input_finding("Iterator::Root::Prefetch::FlatMap[0]::Generator")
+    assert "Python generator" in gen["recommendation"] and "PyDataset" in gen["recommendation"]
+    assert gen["evidence"]["slowest_tf_data_stage"]["stage"].endswith("Generator")
+    mapped = input_finding("Iterator::Root::Prefetch::Map")
+    assert "generator" not in mapped["recommendation"] and "num_parallel_calls" in mapped["recommendation"]
 
 def test_numpy_interpreter_share_is_judged_at_the_samplers_resolution():
     def numpy_run(interp: float) -> RunProfile:
