@@ -626,7 +626,7 @@ def _raw_args_trace(trace: Any) -> tuple[Any, Any]:
     them: the same wire format (protobuf defines a map as a repeated entry message, and a
     message field as length-delimited bytes), built at run time from xprof's own
     descriptor. Parsed as a map, every event gets a hash table: 127 MB for a 335,000-event
-    capture, against 78 MB as entry messages and less as bytes; and an entry's bytes are a
+    capture, against 78 MB as entry messages and 72 MB as bytes; and an entry's bytes are a
     dict key, so each distinct entry is decoded once (``_ArgEntries``), not once per event.
     The op table's conversion runs beside this parse (``trace_events``), so memory adds up.
     """
