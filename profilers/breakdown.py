@@ -22,8 +22,10 @@ format; the categories of a step add up to its wall time):
                         carry no scope in the trace, so a host phase of that name gives it
   host_device_transfer  ``_Send``/``_Recv`` ops, ``Memcpy*`` events (and ``EagerCopyToDevice``
                         when the capture has a device besides the host)
+                        (``forward`` also: ops no scope names that start before the step's
+                        first backward op, the forward pass and loss of a user's own step)
   other                 kernel time of ops outside those scopes (e.g. XLA HLO ops, which XLA
-                        fuses across scopes)
+                        fuses across scopes), after the step's first backward op
   framework_overhead    the step wall minus all of the above: dispatch, Python, executor
   ====================  =====================================================================
 
@@ -432,6 +434,35 @@ def _scope_from_phases(ev: dict[str, np.ndarray], phases: pd.DataFrame | None,
             np.full(n_inp, _CAT["input_wait"], dtype=np.int64))
 
 
+def _forward_before_backward(ev: dict[str, np.ndarray], win: _Windows) -> None:
+    """Unscoped ops (a user's own step names no phase) that start before the step's first
+    backward op are its forward pass: the gradients need the forward outputs and the loss
+    first. Only in a step that has backward ops; what runs after them stays ``other``."""
+    unplaced = ev["unscoped"] & (ev["cat"] == _CAT["other"])
+    backward = (ev["tier"] == _T_OP) & (ev["cat"] == _CAT["backward"])
+    if not unplaced.any() or not backward.any() or not len(win.start_us):
+        return
+    order = np.argsort(win.start_us, kind="stable")
+    w_start, w_end = win.start_us[order], win.end_us[order]
+
+    def window_of(idx: np.ndarray) -> np.ndarray:
+        """Index into the sorted windows of each event's start, -1 outside every window."""
+        t = ev["start"][idx]
+        k = np.searchsorted(w_start, t, side="right") - 1
+        inside = (k >= 0) & (t < w_end[np.clip(k, 0, None)])
+        return np.where(inside, k, -1)
+
+    b_idx = np.nonzero(backward)[0]
+    b_win = window_of(b_idx)
+    first_bwd = np.full(len(w_start), np.inf)
+    np.minimum.at(first_bwd, b_win[b_win >= 0], ev["start"][b_idx[b_win >= 0]])
+    u_idx = np.nonzero(unplaced)[0]
+    u_win = window_of(u_idx)
+    bound = first_bwd[np.clip(u_win, 0, None)]
+    fwd = (u_win >= 0) & np.isfinite(bound) & (ev["start"][u_idx] < bound)
+    ev["cat"][u_idx[fwd]] = _CAT["forward"]
+
+
 def breakdown_from_trace(steps: pd.DataFrame, events: pd.DataFrame, phases: pd.DataFrame | None = None,
                          *, scope_rules: Sequence[tuple[str, str]] | None = None) -> pd.DataFrame:
     """Breakdown of the profiled steps from the capture's events (see the module docstring).
@@ -446,6 +477,7 @@ def breakdown_from_trace(steps: pd.DataFrame, events: pd.DataFrame, phases: pd.D
     win = _windows(steps, events)
     ev = _prepare_events(events, scope_rules)
     p_lane, p_start, p_end, p_tier, p_cat = _scope_from_phases(ev, phases, win)
+    _forward_before_backward(ev, win)
     per_win = _attribute(np.concatenate([ev["lane"], p_lane]), np.concatenate([ev["start"], p_start]),
                          np.concatenate([ev["end"], p_end]), np.concatenate([ev["tier"], p_tier]),
                          np.concatenate([ev["cat"], p_cat]), win.start_us, win.end_us,

@@ -248,6 +248,30 @@ def test_event_name_mapping() -> None:
     assert wide.sum() == pytest.approx(1.0)
 
 
+
+def test_unscoped_ops_before_the_steps_first_backward_op_are_its_forward_pass() -> None:
+    """A user's own step names no scope: what runs before its first gradient op is the
+    forward pass and the loss; what runs after it stays other. Each step on its own."""
+    def op(name: str, ts: float, dur: float = 10.0) -> dict:
+        return {"name": name.rpartition(":")[2], "long_name": name, "tf_op": True, "tid": 2,
+                "thread": "tf_Compute/1", "ts_us": ts, "dur_us": dur}
+
+    steps = _steps([(0, 0.0, 200.0), (1, 200.0, 200.0), (2, 400.0, 200.0)])
+    events = _events([
+        _marker(0, 0.0, 200.0), _marker(1, 200.0, 200.0), _marker(2, 400.0, 200.0),
+        op("MatMul:MatMul", 10.0), op("Mean:Mean", 30.0),                 # step 0: forward + loss
+        op("gradient_tape/MatMul/MatMul:MatMul", 50.0),
+        op("AssignSubVariableOp:AssignSubVariableOp", 80.0),              # after backward: other
+        op("MatMul_1:MatMul", 210.0, 20.0),                               # step 1: forward
+        op("gradients/Mean_grad/Tile:Tile", 250.0),
+        op("MatMul_2:MatMul", 410.0, 30.0),                               # step 2: no backward at all
+    ])
+    wide = _wide(bd.breakdown_from_trace(steps, events))
+    assert wide.loc[0, "forward"] == pytest.approx(0.020) and wide.loc[0, "other"] == pytest.approx(0.010)
+    assert wide.loc[1, "forward"] == pytest.approx(0.020) and wide.loc[1, "other"] == 0
+    assert wide.loc[2, "forward"] == 0 and wide.loc[2, "other"] == pytest.approx(0.030)
+    assert (wide["backward"] == [0.010, 0.010, 0.0]).all()
+
 def test_function_calls_are_overhead_and_eager_kernels_are_ops() -> None:
     steps = _steps([(0, 0.0, 500.0)])
     events = _events([
