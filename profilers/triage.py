@@ -516,6 +516,9 @@ def rule_framework_overhead(f: Facts) -> Finding | None:
     return _finding("framework_overhead", sev, share, ev, rec)
 
 
+_RETRACE_ADVICE = ("A step that traces or compiles again is slow: see the retracing and compilation "
+                   "findings; keep shapes and Python arguments fixed so the function traces once.")
+
 #: What an outlier step's longest events point at, and the advice for it (first match wins).
 _OUTLIER_CAUSES: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("DeleteTensorHandle", "DeleteIterator", "AnonymousIterator", "MakeIterator", "IteratorV2"),
@@ -527,17 +530,14 @@ _OUTLIER_CAUSES: tuple[tuple[tuple[str, ...], str, str], ...] = (
      "checkpoint saving",
      "Save less often, or off the training thread:\n```python\nckpt_manager.save(checkpoint_number=step)  "
      "# every N epochs, not every epoch\n# or tf.train.CheckpointOptions(experimental_enable_async_checkpoint=True)\n```"),
-    (("traced", "Trace", "compile", "Compile"),
-     "tracing/compilation inside the loop",
-     "A step that traces or compiles again is slow: see the retracing and compilation findings; "
-     "keep shapes and Python arguments fixed so the function traces once."),
+    (("traced", "Trace", "compile", "Compile"), "tracing/compilation inside the loop", _RETRACE_ADVICE),
 )
 
 
 #: An outlier step's dominant breakdown category (marker steps carry no event list), and
 #: what it means; used when the step's events name no cause.
 _OUTLIER_CATEGORY_CAUSES = {
-    "compile_trace": ("tracing/compilation inside the loop", _OUTLIER_CAUSES[2][2]),
+    "compile_trace": ("tracing/compilation inside the loop", _RETRACE_ADVICE),
     "input_wait": ("a stall waiting for the next batch",
                    "The input pipeline stalled in this step: see the input findings; prefetch and "
                    "parallelise the slow stage so one slow batch does not hold the step:\n```python\n"
