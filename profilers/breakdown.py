@@ -23,9 +23,9 @@ format; the categories of a step add up to its wall time):
   host_device_transfer  ``_Send``/``_Recv`` ops, ``Memcpy*`` events (and ``EagerCopyToDevice``
                         when the capture has a device besides the host)
                         (``forward`` also: ops no scope names that start before the step's
-                        first backward op, the forward pass and loss of a user's own step)
+                        backward pass, the forward pass and loss of a user's own step)
   other                 kernel time of ops outside those scopes (e.g. XLA HLO ops, which XLA
-                        fuses across scopes), after the step's first backward op
+                        fuses across scopes), after the step's backward pass began
   framework_overhead    the step wall minus all of the above: dispatch, Python, executor
   ====================  =====================================================================
 
@@ -434,10 +434,19 @@ def _scope_from_phases(ev: dict[str, np.ndarray], phases: pd.DataFrame | None,
             np.full(n_inp, _CAT["input_wait"], dtype=np.int64))
 
 
+#: The backward pass starts where the step's backward ops have begun more than this share
+#: of their time. A graph runs ops without data inputs (``gradient_tape/Tile`` of the
+#: constant upstream gradient, shape ops) as soon as the step starts, before the forward
+#: pass: a few µs that must not end the forward pass at time zero.
+BACKWARD_START_SHARE = 0.05
+
+
 def _forward_before_backward(ev: dict[str, np.ndarray], win: _Windows) -> None:
-    """Unscoped ops (a user's own step names no phase) that start before the step's first
-    backward op are its forward pass: the gradients need the forward outputs and the loss
-    first. Only in a step that has backward ops; what runs after them stays ``other``."""
+    """Unscoped ops (a user's own step names no phase) that start before the step's
+    backward pass are its forward pass: the gradients need the forward outputs and the loss
+    first. The backward pass starts at the backward op that takes the backward time begun
+    so far past ``BACKWARD_START_SHARE`` (not at the first backward op: see there). Only
+    in a step that has backward ops; what runs after that point stays ``other``."""
     unplaced = ev["unscoped"] & (ev["cat"] == _CAT["other"])
     backward = (ev["tier"] == _T_OP) & (ev["cat"] == _CAT["backward"])
     if not unplaced.any() or not backward.any() or not len(win.start_us):
@@ -454,11 +463,20 @@ def _forward_before_backward(ev: dict[str, np.ndarray], win: _Windows) -> None:
 
     b_idx = np.nonzero(backward)[0]
     b_win = window_of(b_idx)
-    first_bwd = np.full(len(w_start), np.inf)
-    np.minimum.at(first_bwd, b_win[b_win >= 0], ev["start"][b_idx[b_win >= 0]])
+    b_idx, b_win = b_idx[b_win >= 0], b_win[b_win >= 0]
+    start, dur = ev["start"][b_idx], ev["end"][b_idx] - ev["start"][b_idx]
+    by = np.lexsort((start, b_win))  # per window, in start order
+    b_win, start, dur = b_win[by], start[by], dur[by]
+    total = np.bincount(b_win, weights=dur, minlength=len(w_start))
+    csum = np.cumsum(dur)
+    first = np.searchsorted(b_win, b_win, side="left")  # each op's window's first op
+    begun = csum - dur - (csum[first] - dur[first])       # backward time begun before the op
+    before = begun <= BACKWARD_START_SHARE * total[b_win]
+    bwd_start = np.full(len(w_start), -np.inf)
+    np.maximum.at(bwd_start, b_win[before], start[before])  # the last op still before the line
     u_idx = np.nonzero(unplaced)[0]
     u_win = window_of(u_idx)
-    bound = first_bwd[np.clip(u_win, 0, None)]
+    bound = bwd_start[np.clip(u_win, 0, None)]
     fwd = (u_win >= 0) & np.isfinite(bound) & (ev["start"][u_idx] < bound)
     ev["cat"][u_idx[fwd]] = _CAT["forward"]
 

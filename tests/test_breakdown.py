@@ -272,6 +272,30 @@ def test_unscoped_ops_before_the_steps_first_backward_op_are_its_forward_pass() 
     assert wide.loc[2, "forward"] == 0 and wide.loc[2, "other"] == pytest.approx(0.030)
     assert (wide["backward"] == [0.010, 0.010, 0.0]).all()
 
+
+def test_a_gradient_op_without_inputs_run_first_does_not_end_the_forward_pass() -> None:
+    """A graph runs ``gradient_tape/Tile`` of the constant upstream gradient as soon as the
+    step starts (seen in a compiled step): the forward pass still ends where the backward
+    pass has begun more than BACKWARD_START_SHARE of its time."""
+    def op(name: str, ts: float, dur: float, tid: int = 2) -> dict:
+        return {"name": name.rpartition(":")[2], "long_name": name, "tf_op": True, "tid": tid,
+                "thread": f"tf_Compute/{tid}", "ts_us": ts, "dur_us": dur}
+
+    steps = _steps([(0, 0.0, 1000.0)])
+    events = _events([
+        _marker(0, 0.0, 1000.0),
+        op("gradient_tape/Tile:Tile", 0.0, 4.0, tid=3),           # no data input: runs first
+        op("MatMul:MatMul", 10.0, 200.0), op("Mean:Mean", 215.0, 5.0),
+        op("gradient_tape/Mul:Mul", 225.0, 5.0),                   # the loss' gradient
+        op("gradient_tape/MatMul/MatMul:MatMul", 235.0, 400.0),
+        op("mul:Mul", 640.0, 20.0),                                # the update: after backward
+    ])
+    wide = _wide(bd.breakdown_from_trace(steps, events)).loc[0]
+    assert bd.BACKWARD_START_SHARE * 409.0 > 4.0 + 5.0
+    assert wide["forward"] == pytest.approx(0.205)
+    assert wide["other"] == pytest.approx(0.020)
+    assert wide["backward"] == pytest.approx(0.409)
+
 def test_function_calls_are_overhead_and_eager_kernels_are_ops() -> None:
     steps = _steps([(0, 0.0, 500.0)])
     events = _events([
