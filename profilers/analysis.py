@@ -116,7 +116,7 @@ def gpu_trace_warning(environment: dict[str, Any], events: pd.DataFrame) -> dict
 
 #: Bumped whenever what ``analyse`` derives changes: ``sgdscope analyze`` re-derives a run
 #: whose stored analysis has another version, and only then.
-ANALYSIS_VERSION = 4  # 3: forward found by order in unscoped steps; advice per what runs eagerly; 4: backward pass starts at 5% of its time
+ANALYSIS_VERSION = 5  # 3: forward found by order in unscoped steps; advice per what runs eagerly; 4: backward pass starts at 5% of its time; 5: calls run eagerly (run_functions_eagerly) are eager time
 
 #: The facts ``derive`` owns in ``manifest["results"]``; cleared before each derivation so
 #: a re-analysis never keeps a stale one.

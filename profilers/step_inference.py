@@ -131,6 +131,11 @@ def _top_level(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     return keep
 
 
+#: ``tf_function_call`` of a tf.function call that ran its Python op by op because
+#: ``tf.config.run_functions_eagerly(True)`` is set (TF's ``Function.__call__``).
+EAGER_CALL = "eager"
+
+
 def dispatch_lane(events: pd.DataFrame) -> tuple[int, int] | None:
     """(pid, tid) of the script's dispatch thread: the one with the most tf.function calls
     and eager dispatches; None when there are none."""
@@ -427,7 +432,8 @@ def eager_time(events: pd.DataFrame, starts: np.ndarray, ends: np.ndarray,
     is eager cost too (a ``tf.function`` runs it once, at trace time). Left out of it: the
     op kernels themselves (``tf_op`` events inside the dispatches: a graph runs them too),
     the iterator fetch (input wait), and ``tf.function`` calls (already graphs; eager ops
-    inside them run while tracing: tracing time). A window with one dispatch counts just
+    inside them run while tracing: tracing time), except calls run eagerly
+    (``EAGER_CALL``: their ops are the eager ops). A window with one dispatch counts just
     that dispatch. An eager step (at least ``EAGER_STEP_MIN_DISPATCHES`` dispatches, and
     less than half of it inside tf.function calls, e.g. Keras ``run_eagerly=True``) counts
     the whole window, less those: the Python before its first op and after its last one
@@ -444,7 +450,8 @@ def eager_time(events: pd.DataFrame, starts: np.ndarray, ends: np.ndarray,
     fetch = _matches(on["eager_op"], GETNEXT_RE)
     ex = is_exec & ~fetch
     e_s, e_e = ts[ex], te[ex]
-    calls = on["function_call"].notna().to_numpy()
+    # A call run eagerly (run_functions_eagerly) is no graph: its ops are eager ops.
+    calls = (on["function_call"].notna() & (on["function_call"] != EAGER_CALL)).to_numpy(dtype=bool)
     c_s, c_e = ts[calls], te[calls]
     if calls.any():
         o = np.argsort(c_s)
@@ -507,9 +514,11 @@ def function_calls(events: pd.DataFrame, starts: np.ndarray | None = None,
                    ends: np.ndarray | None = None) -> pd.DataFrame:
     """Per tf.function: calls, traced calls and their durations in the capture.
 
-    Columns: ``function, calls, traced_calls, median_call_ms, median_traced_ms,
-    median_untraced_ms, traced_ms, xla`` (``xla``: any call ran jit-compiled). With
-    windows, only calls that start inside one count.
+    Columns: ``function, calls, traced_calls, eager_calls, median_call_ms,
+    median_traced_ms, median_untraced_ms, traced_ms, xla`` (``xla``: any call ran
+    jit-compiled; ``eager_calls``: calls that ran the Python function op by op, under
+    ``tf.config.run_functions_eagerly(True)``, which TF marks ``tf_function_call="eager"``).
+    With windows, only calls that start inside one count.
     """
     calls = events[events["function_call"].notna()]
     if starts is not None and ends is not None and len(calls):
@@ -527,13 +536,14 @@ def function_calls(events: pd.DataFrame, starts: np.ndarray | None = None,
         dur_ms = grp["dur_us"].to_numpy(dtype=float) / 1e3
         rows.append({
             "function": name, "calls": int(len(grp)), "traced_calls": int(traced.sum()),
+            "eager_calls": int((kind == EAGER_CALL).sum()),
             "median_call_ms": float(np.median(dur_ms)),
             "median_traced_ms": float(np.median(dur_ms[traced.to_numpy()])) if traced.any() else None,
             "median_untraced_ms": float(np.median(dur_ms[~traced.to_numpy()])) if (~traced).any() else None,
             "traced_ms": float(dur_ms[traced.to_numpy()].sum()),
             "xla": bool(kind.str.lower().str.endswith("-xla").any()),
         })
-    return pd.DataFrame(rows, columns=["function", "calls", "traced_calls", "median_call_ms",
+    return pd.DataFrame(rows, columns=["function", "calls", "traced_calls", "eager_calls", "median_call_ms",
                                        "median_traced_ms", "median_untraced_ms", "traced_ms", "xla"])
 
 

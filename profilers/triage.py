@@ -333,7 +333,8 @@ KERAS_TRAIN_FUNCTIONS = frozenset({"one_step_on_data", "multi_step_on_iterator",
 
 
 def _eager_advice(f: Facts, ev: dict[str, Any]) -> str:
-    """What removes the eager time, from what runs eagerly. Without a compiled call per
+    """What removes the eager time, from what runs eagerly. A tf.function whose calls TF
+    marked as run eagerly -> turn ``run_functions_eagerly`` off. Without a compiled call per
     step: ``tf.function`` for a custom loop, ``run_eagerly=False`` for Keras. With one (the
     eager ops left are around the call: converting inputs, reading outputs): Keras ``fit``
     -> ``steps_per_execution``; Keras ``train_on_batch`` -> ``fit`` on a dataset; a custom
@@ -342,6 +343,16 @@ def _eager_advice(f: Facts, ev: dict[str, Any]) -> str:
     fit = bool(window.get("fit_calls")) or (f["source"] == "workload" and "keras" in str(f["variant"] or ""))
     fns = [d.get("function") for d in f["results"].get("tf_functions") or [] if d.get("function")]
     keras_fns = [fn for fn in fns if fn in KERAS_TRAIN_FUNCTIONS]
+    ran_eagerly = [d["function"] for d in f["results"].get("tf_functions") or []
+                   if d.get("function") and (d.get("eager_calls") or 0) > 0]
+    if ran_eagerly:
+        # TF marks each such call; decorating again or run_eagerly=False would change nothing.
+        ev["functions_run_eagerly"] = ran_eagerly
+        names = ", ".join(f"`{fn}`" for fn in ran_eagerly)
+        return (f"{names} {'is a' if len(ran_eagerly) == 1 else 'are'} tf.function but ran op by op: "
+                "`tf.config.run_functions_eagerly(True)` is set (a debugging switch; it also makes "
+                "Keras' compiled train step eager). Remove it, or turn it off once debugging is done:"
+                "\n```python\ntf.config.run_functions_eagerly(False)\n```")
     calls = f["results"].get("function_calls_per_step")
     if calls:
         ev["compiled_calls_per_step"] = _r(calls, 2)

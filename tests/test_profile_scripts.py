@@ -263,6 +263,24 @@ def test_python_bookkeeping_after_a_compiled_step_is_framework_overhead_not_the_
 
 
 @pytest.mark.tf
+def test_a_tf_function_run_eagerly_is_eager_time_and_told_to_turn_the_switch_off(home):
+    """``run_functions_eagerly(True)``: the step is a tf.function, yet its ops are eager.
+    Counted as time inside a compiled call, they hid behind it (no eager finding), and the
+    advice would have been to decorate what is already decorated."""
+    from profilers import triage
+
+    got = profiled(home, "functions_run_eagerly")
+    run, doc = got["run"], got["analyze"]
+    assert truth(run, "BODY_RUNS") == truth(run, "CALLS")  # the body ran on every call: eager
+    f = by_rule(doc)["eager_execution"]
+    measured = truth(run, "MEASURED_EAGER_SHARE")
+    assert f["evidence"]["functions_run_eagerly"] == ["train_step"]
+    assert "run_functions_eagerly(False)" in f["recommendation"]
+    assert abs(f["share"] - measured) <= TOLERANCE, (f["share"], measured)
+    assert severity_ok(f["severity"], measured, triage.EAGER_MODERATE, triage.EAGER_HIGH)
+
+
+@pytest.mark.tf
 def test_a_loop_the_trace_cannot_cut_gets_its_steps_from_the_marked_loop(home):
     got = profiled(home, "eager_varying")
     run, doc = got["run"], got["analyze"]

@@ -126,6 +126,15 @@ def test_eager_advice_follows_what_runs_eagerly():
     assert "train_on_batch" in on_batch["recommendation"] and "model.fit(" in on_batch["recommendation"]
     custom = advice({"eager_share": 0.2, "function_calls_per_step": 1.0, "tf_functions": [{"function": "step"}]})
     assert "tf.range" in custom["recommendation"] and "@tf.function\ndef train_step" not in custom["recommendation"]
+    # run_functions_eagerly(True): calls TF marked eager outrank every other reading.
+    for capture in (None, keras):
+        switched = advice({"eager_share": 0.9, "function_calls_per_step": 0.0,
+                           "tf_functions": [{"function": "train_step", "calls": 60, "eager_calls": 60}]}, capture)
+        assert switched["evidence"]["functions_run_eagerly"] == ["train_step"]
+        assert "run_functions_eagerly(False)" in switched["recommendation"]
+        assert "@tf.function\ndef" not in switched["recommendation"] and "run_eagerly=False" not in switched["recommendation"]
+    graph = advice({"eager_share": 0.4, "tf_functions": [{"function": "train_step", "calls": 60, "eager_calls": 0}]})
+    assert "functions_run_eagerly" not in graph["evidence"]
 
 
 def test_input_advice_for_a_python_generator_is_not_to_parallelise_its_map():
