@@ -95,6 +95,15 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "in_profile_window": "bool",
         "collective_us": "float64",
     },
+    # Where a TF script's thread was (``script_capture.StackSampler``), sampled in the
+    # profiler window: ``kind`` user | framework | harness | other; ``where`` the user's
+    # function and line for ``user``; ``weight_us`` the wall time the sample stands for.
+    "py_stacks": {
+        "ts_us": "float64",
+        "weight_us": "float64",
+        "kind": "string",
+        "where": "string",
+    },
     # Op statistics from the trace (xprof framework_op_stats), one row per op.
     "ops": {
         "host_or_device": "string",

@@ -275,7 +275,8 @@ def profile_script(spec: ExperimentSpec, exp_dir: Path, store: RunStore) -> RunP
     capture: Any
     if tf is not None:
         capture = TfCapture(logdir=staged / "trace", t0_ns=t0, skip_steps=skip, max_steps=max_steps,
-                            window_s=window_s, keras_mode=scan.uses_keras_fit)
+                            window_s=window_s, keras_mode=scan.uses_keras_fit,
+                            script_files=frozenset(scan.files))
     else:
         capture = PyCapture(t0_ns=t0)
     from profilers.script_capture import LoopMarks
@@ -335,6 +336,8 @@ def profile_script(spec: ExperimentSpec, exp_dir: Path, store: RunStore) -> RunP
         script_info["tf_functions"] = tf_function_report()
         script_info["tf_warnings"] = capture.tf_warnings()
         cap_info["harness"] = capture.harness(samplers.stats(), wall_s)
+        if capture.stacks is not None:
+            tables["py_stacks"] = capture.stacks.table()
         cap_info["window"] = capture.window()
         found = sorted((staged / "trace").glob("plugins/profile/*/*.xplane.pb"))
         rec_steps = capture.recorder.finish()["steps"] if capture.recorder is not None else None

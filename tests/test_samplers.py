@@ -401,3 +401,66 @@ def test_failed_start_releases_nvml(monkeypatch, tmp_path):
     with pytest.raises(IsADirectoryError):
         ss.start()
     assert fake.calls["nvmlInit"] == 1 and fake.state["initialised"] == 0
+
+
+# -- the stack sampler of a TF script's thread (profilers.script_capture.StackSampler) ----------
+def test_stack_class_reads_from_the_leaf_to_the_first_frame_that_decides():
+    from profilers.script_capture import _HARNESS_DIR, stack_class
+
+    user, tf_file = "/home/u/train.py", f"{os.sep}x{os.sep}site-packages{os.sep}tensorflow{os.sep}ops.py"
+    numpy_file = f"{os.sep}x{os.sep}site-packages{os.sep}numpy{os.sep}linalg.py"
+    assert stack_class([(numpy_file, 5, "inv"), (user, 14, "Logger.on_train_batch_end"), (tf_file, 1, "fit")],
+                       {user}) == ("user", "Logger.on_train_batch_end (train.py:14)")
+    assert stack_class([(tf_file, 9, "matmul"), (user, 3, "<module>")], {user}) == ("framework", "")
+    assert stack_class([(_HARNESS_DIR + "script_capture.py", 1, "_end"), (tf_file, 2, "fit")], {user}) == ("harness", "")
+    assert stack_class([(numpy_file, 1, "f")], {user}) == ("other", "")
+
+
+def test_stack_sampler_sees_python_bursts_shorter_than_the_default_switch_interval(tmp_path):
+    """A pure-Python burst holds the GIL: a sampling thread got in during a 3 ms burst
+    only when the burst ended (with Python's 5 ms switch interval, never), and the burst's
+    time went to what followed. The signal handler runs between bytecodes, in the burst.
+    Ground truth: the time of each phase, measured here."""
+    from profilers.script_capture import StackSampler
+
+    fw = tmp_path / "tensorflow" / "waits.py"  # "framework" by its directory
+    fw.parent.mkdir()
+    fw.write_text("import time\ndef wait(s):\n    time.sleep(s)\n")
+    waits = _load(fw)
+    sampler = StackSampler(time.perf_counter_ns(), frozenset({__file__}), lambda: True)
+    sampler.start()
+    assert sampler.error is None
+    burst_s = wait_s = 0.0
+    try:
+        end = time.perf_counter() + 1.5
+        while time.perf_counter() < end:
+            t = time.perf_counter()
+            while time.perf_counter() - t < 0.003:  # pure Python, holding the GIL
+                pass
+            t2 = time.perf_counter()
+            waits.wait(0.003)
+            burst_s += t2 - t
+            wait_s += time.perf_counter() - t2
+    finally:
+        sampler.stop()
+    import signal
+
+    assert signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, None)  # restored
+    table = sampler.table()
+    weights = table.groupby("kind")["weight_us"].sum()
+    user = weights.get("user", 0.0) / weights.sum()
+    truth = burst_s / (burst_s + wait_s)
+    assert abs(user - truth) <= 0.15, (user, truth, weights.to_dict())
+    assert weights.get("framework", 0.0) > 0
+    places = set(table["where"][table["kind"] == "user"])
+    assert places and all(p.startswith("test_stack_sampler_sees_python_bursts_shorter_than_the_default_"
+                                       f"switch_interval ({Path(__file__).name}:") for p in places), places
+
+
+def _load(path: Path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fake_tf_waits", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
