@@ -116,7 +116,7 @@ def gpu_trace_warning(environment: dict[str, Any], events: pd.DataFrame) -> dict
 
 #: Bumped whenever what ``analyse`` derives changes: ``sgdscope analyze`` re-derives a run
 #: whose stored analysis has another version, and only then.
-ANALYSIS_VERSION = 5  # 3: forward found by order in unscoped steps; advice per what runs eagerly; 4: backward pass starts at 5% of its time; 5: calls run eagerly (run_functions_eagerly) are eager time
+ANALYSIS_VERSION = 5  # 3: forward found by order in unscoped steps; advice per what runs eagerly; 4: backward pass starts at 5% of its time; 5: calls run eagerly (run_functions_eagerly) are eager time, the user's own Python share
 
 #: The facts ``derive`` owns in ``manifest["results"]``; cleared before each derivation so
 #: a re-analysis never keeps a stale one.
@@ -127,6 +127,7 @@ DERIVED_KEYS: tuple[str, ...] = (
     "function_calls_per_step", "dispatches_per_step", "overhead_us_per_dispatch", "overhead_us_per_op",
     "eager_share", "eager_ms_per_step", "eager_window_ms_per_step", "gflops", "gemm_peak_gflops", "cpu_contention_share",
     "capture_ms", "tf_functions", "input_stages", "xprof_input_conclusion", "unavailable",
+    "user_python_share", "user_python_ms_per_step", "user_python_samples", "user_python_where",
 )
 
 #: Input-wait share from which the tf.data stage table is read (xprof's moderate threshold).
@@ -289,6 +290,7 @@ def derive(profile: Any) -> None:
             if fraction is not None:
                 res["cpu_contention_share"] = bms.get("cpu_contention", 0.0) / median if median else None
     _derive_counts(profile, res, steps, events, events_all, measured_ids, unavailable)
+    _derive_user_python(profile, res, steps, unavailable)
     if events is not None and (res.get("input_wait_share") or 0.0) >= INPUT_STAGES_FROM:
         _derive_input_stages(xplane, cache_dir, res, unavailable)
     _derive_gflops(m, res, unavailable)
@@ -340,6 +342,47 @@ def _derive_counts(profile: Any, res: dict[str, Any], steps: pd.DataFrame, event
     res["capture_ms"] = float((ends.max() - events_all["ts_us"].min()) / 1e3) if len(events_all) else None
     fns = si.function_calls(events_all)
     res["tf_functions"] = fns.to_dict(orient="records")
+
+
+#: The user's own lines named in ``user_python_where``.
+USER_PYTHON_TOP = 3
+
+
+def _derive_user_python(profile: Any, res: dict[str, Any], steps: pd.DataFrame,
+                        unavailable: dict[str, str]) -> None:
+    """The share of the typical step the script's thread spent in the user's own Python
+    (``py_stacks`` samples of kind ``user``: a Keras callback, per-step bookkeeping), pooled
+    over the measured steps the breakdown keeps (its outlier steps left out), and where.
+    Weighted by the wall time each sample stands for, over all samples in those steps."""
+    if (profile.manifest.get("source") != "script"
+            or not (profile.manifest.get("capture") or {}).get("xplane")):
+        return  # only a TF script's thread is stack-sampled (a NumPy script has top_lines)
+    stacks = profile.table("py_stacks")
+    if stacks.empty:
+        unavailable["user_python_share"] = ("no stack samples of the script's thread in the profiler window "
+                                            "(a run captured before sgdscope sampled stacks: profile it again)")
+        return
+    left_out = set(res.get("breakdown_left_out_steps") or [])
+    sel = measured_steps(steps)
+    sel = sel[~sel["step"].isin(left_out)].sort_values("start_us")
+    start = sel["start_us"].to_numpy(dtype=float)
+    end = start + sel["wall_us"].to_numpy(dtype=float)
+    ts = stacks["ts_us"].to_numpy(dtype=float)
+    k = np.searchsorted(start, ts, side="right") - 1
+    inside = (k >= 0) & (ts < end[np.clip(k, 0, None)])
+    got = stacks[inside]
+    weight = float(got["weight_us"].sum())
+    if weight <= 0:
+        unavailable["user_python_share"] = "no stack sample fell inside a measured step"
+        return
+    user = got[got["kind"].astype(str) == "user"]
+    share = float(user["weight_us"].sum()) / weight
+    median = (res.get("step_ms") or {}).get("median")
+    by_line = user.groupby(user["where"].astype(str))["weight_us"].sum().sort_values(ascending=False)
+    res.update(user_python_share=share, user_python_ms_per_step=share * median if median else None,
+               user_python_samples=int(len(got)),
+               user_python_where=[{"where": w, "share": float(v) / weight}
+                                  for w, v in by_line.head(USER_PYTHON_TOP).items()])
 
 
 def _derive_input_stages(xplane: Any, cache_dir: Any, res: dict[str, Any], unavailable: dict[str, str]) -> None:

@@ -80,7 +80,7 @@ def check_results(results: dict[str, Any]) -> list[dict[str, str]]:
     if _finite(gflops) and _finite(peak) and gflops > PEAK_SLACK * peak:
         out.append(_v("gflops_within_peak", f"achieved {gflops:.3g} GFLOP/s above {PEAK_SLACK}× the "
                                             f"measured peak {peak:.3g}"))
-    for key in ("input_wait_share", "eager_share", "cpu_contention_share"):
+    for key in ("input_wait_share", "eager_share", "cpu_contention_share", "user_python_share"):
         share = results.get(key)
         if _finite(share) and not (-1e-9 <= share <= 1 + SUM_TOLERANCE):
             out.append(_v("share_in_unit_interval", f"{key} = {share:.4g}"))

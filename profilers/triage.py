@@ -26,6 +26,7 @@ Pure: no I/O, no streamlit, no tensorflow, no xprof.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -473,6 +474,42 @@ def _harness_ms_per_step(f: Facts) -> float | None:
     return float(share) * f["median_ms"]
 
 
+#: The user's own Python leads the host time when it is at least this share of it.
+USER_PYTHON_LEADS = 0.5
+_KERAS_BATCH_HOOK_RE = re.compile(r"\.on_(train_|test_|predict_)?batch_(begin|end) \(")
+
+
+def _user_python(f: Facts) -> dict[str, Any] | None:
+    """The typical step's time in the user's own Python (``analysis._derive_user_python``),
+    with each place's ms per step; None when not measured."""
+    res = f["results"]
+    share = res.get("user_python_share")
+    if not isinstance(share, (int, float)) or not math.isfinite(share) or not f["median_ms"]:
+        return None
+    where = [{"where": w["where"], "share": _r(w["share"]), "ms_per_step": _r(w["share"] * f["median_ms"])}
+             for w in res.get("user_python_where") or []]
+    return {"share": float(share), "ms_per_step": float(share) * f["median_ms"], "where": where,
+            "samples": res.get("user_python_samples")}
+
+
+def _user_python_advice(user: dict[str, Any]) -> str:
+    """Advice for host time spent in the user's own code: do it less often. A Keras batch
+    hook (``on_train_batch_end``...) runs after every batch; other code once per step."""
+    places = "; ".join(f"`{w['where']}` {w['ms_per_step']:.3g} ms" for w in user["where"]) or "your code"
+    head = (f"Most of this host time is your own Python, not TensorFlow: {places} per step. "
+            "Compiling the step or a bigger framework cannot remove it. ")
+    if any(_KERAS_BATCH_HOOK_RE.search(w["where"]) for w in user["where"]):
+        return head + ("It is a Keras callback hook that runs after every batch: do the work every N "
+                       "batches, or once per epoch:\n```python\nclass Logger(keras.callbacks.Callback):\n"
+                       "    def on_train_batch_end(self, batch, logs=None):\n"
+                       "        if batch % 100 == 0:   # not every batch\n            ...\n"
+                       "    def on_epoch_end(self, epoch, logs=None): ...   # or here, once\n```")
+    return head + ("It runs once per step, outside the compiled step: do it every N steps, vectorise it, "
+                   "or move it into the tf.function as TF ops:\n```python\nfor step, x in enumerate(ds):\n"
+                   "    loss = train_step(x)\n    if step % 100 == 0:   # bookkeeping every 100 steps\n"
+                   "        log(float(loss))\n```")
+
+
 def rule_framework_overhead(f: Facts) -> Finding | None:
     share = f["shares"].get("framework_overhead")
     if share is None:
@@ -521,6 +558,17 @@ def rule_framework_overhead(f: Facts) -> Finding | None:
                "those loops so each NumPy call does more work:\n"
                "```python\n# instead of: for i in range(n): g[i] = sum(X[i] * r)\ng = X.T @ r\n```")
     else:
+        user = _user_python(f)
+        if user is not None:
+            every = (((f["capture"].get("harness") or {}).get("components") or {}).get("stack_sampler")
+                     or {}).get("interval_s")
+            ev.update(user_python_share=_r(user["share"]), user_python_ms_per_step=_r(user["ms_per_step"]),
+                      user_python_where=user["where"], user_python_samples=user["samples"],
+                      user_python_measured_as=(f"the script thread's stack sampled every {every * 1e3:g} ms"
+                                               if every else "the script thread's stack, sampled") +
+                      " in the measured steps: time whose innermost TF, Keras or user frame is in your files")
+        if user is not None and user["share"] >= USER_PYTHON_LEADS * raw:
+            return _finding("framework_overhead", sev, share, ev, _user_python_advice(user))
         rec, fix = _more_work_per_call(f, "The host spends this time between ops (Python, dispatch, "
                                           "the executor), not computing.")
         return _finding("framework_overhead", sev, share, ev, rec, fix)
@@ -650,19 +698,23 @@ def rule_small_problem(f: Facts) -> Finding | None:
     med = f["breakdown_median_ms"]
     if not med or _numpy_script(f):
         return None  # no framework in a NumPy script: framework_overhead covers the interpreter
-    fixed = med.get("framework_overhead", 0.0)
+    user = _user_python(f)
+    # The user's own Python (a callback, bookkeeping) is no fixed cost of the framework.
+    fixed = max(med.get("framework_overhead", 0.0) - (user["ms_per_step"] if user else 0.0), 0.0)
     maths = sum(med.get(c, 0.0) for c in COMPUTE)
     if fixed <= 0 or fixed <= maths:
         return None
     ratio = fixed / maths if maths > 0 else float("inf")
-    share = f["shares"].get("framework_overhead", 0.0)
+    share = f["shares"].get("framework_overhead", 0.0) - (user["share"] if user else 0.0)
     if share < OVERHEAD_MODERATE:
         return None  # the step is dominated by something else (input, compilation)
     sev = "high" if ratio >= SMALL_PROBLEM_HIGH_RATIO and share >= OVERHEAD_HIGH else "moderate"
     ev = {**_step_evidence(f), "fixed_cost_ms_per_step": _r(fixed), "maths_ms_per_step": _r(maths),
           "fixed_over_maths": _r(ratio, 2) if math.isfinite(ratio) else None,
           "measured_as": "median per step: framework overhead (host time outside ops, input and "
-                         "compile) vs op (kernel) time"}
+                         "compile, less the user's own Python) vs op (kernel) time"}
+    if user is not None:
+        ev["user_python_ms_left_out"] = _r(user["ms_per_step"])
     base = _baseline(f)
     if base is not None and f["variant"] != "numpy":
         ev["numpy_same_maths_ms"] = _r(base["median_ms"])

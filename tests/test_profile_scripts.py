@@ -260,6 +260,11 @@ def test_python_bookkeeping_after_a_compiled_step_is_framework_overhead_not_the_
     assert abs(got_share - measured) <= TOLERANCE, (got_share, measured)
     f = by_rule(doc)["framework_overhead"]
     assert severity_ok(f["severity"], measured * ran, triage.OVERHEAD_MODERATE, triage.OVERHEAD_HIGH)
+    # The bookkeeping is the script's own Python, sampled from its stack: against its own clock.
+    python = truth(run, "MEASURED_PYTHON_SHARE")
+    assert abs(f["evidence"]["user_python_share"] - python) <= TOLERANCE, (f["evidence"]["user_python_share"], python)
+    assert f["evidence"]["user_python_where"][0]["where"].startswith("<module> (bookkeeping_loop.py:")
+    assert "every N steps" in f["recommendation"]
 
 
 @pytest.mark.tf
@@ -278,6 +283,22 @@ def test_a_tf_function_run_eagerly_is_eager_time_and_told_to_turn_the_switch_off
     assert "run_functions_eagerly(False)" in f["recommendation"]
     assert abs(f["share"] - measured) <= TOLERANCE, (f["share"], measured)
     assert severity_ok(f["severity"], measured, triage.EAGER_MODERATE, triage.EAGER_HIGH)
+
+
+@pytest.mark.tf
+def test_a_slow_keras_callback_is_named_as_the_users_own_python(home):
+    """Host time in a callback is no framework cost: the advice names the hook and says to
+    run it less often, not to compile the step or use XLA."""
+    got = profiled(home, "keras_slow_callback")
+    run, doc = got["run"], got["analyze"]
+    f = by_rule(doc)["framework_overhead"]
+    ev = f["evidence"]
+    measured = truth(run, "MEASURED_CALLBACK_SHARE")
+    assert abs(ev["user_python_share"] - measured) <= TOLERANCE, (ev["user_python_share"], measured)
+    assert ev["user_python_where"][0]["where"].startswith("WeightStats.on_train_batch_end (keras_slow_callback.py:")
+    assert "every N batches" in f["recommendation"] and "jit_compile" not in f["recommendation"]
+    assert "fix_traits" not in f
+    assert by_rule(doc).get("small_problem", {}).get("severity") != "high"
 
 
 @pytest.mark.tf

@@ -206,3 +206,28 @@ def test_a_numpy_scripts_interpreter_verdict_is_over_the_time_it_ran():
     f = fired(run)["framework_overhead"]
     assert abs(f["share"] - 0.5) < 1e-6 and f["severity"] == "high"
     assert f["evidence"]["cpu_contention_share"] == 0.6
+
+
+def test_host_time_in_the_users_own_python_gets_advice_about_that_code():
+    """framework_overhead whose time the stack samples put in the user's files: the advice
+    names the place and says to run it less often (a Keras batch hook: every N batches);
+    small_problem leaves that time out of the framework's fixed cost."""
+    def run(where: list[dict], share: float) -> dict[str, dict]:
+        return fired(run_with([{"framework_overhead": 0.8, "forward": 0.1}] * 20, [10.0] * 20,
+                              results={"user_python_share": share, "user_python_where": where,
+                                       "user_python_samples": 200}))
+
+    hook = run([{"where": "Logger.on_train_batch_end (train.py:12)", "share": 0.7}], 0.7)
+    f = hook["framework_overhead"]
+    assert f["evidence"]["user_python_where"][0] == {"where": "Logger.on_train_batch_end (train.py:12)",
+                                                      "share": 0.7, "ms_per_step": 7.0}
+    assert "`Logger.on_train_batch_end (train.py:12)` 7 ms" in f["recommendation"]
+    assert "every N batches" in f["recommendation"] and "fix_traits" not in f
+    assert "small_problem" not in hook  # 8 ms overhead less 7 ms of the user's: 1 ms, not above the maths
+    loop = run([{"where": "<module> (train.py:40)", "share": 0.6}], 0.6)["framework_overhead"]
+    assert "every N steps" in loop["recommendation"] and "every N batches" not in loop["recommendation"]
+    # A little of the user's Python in a framework-bound step: the framework advice stays.
+    tf_bound = run([{"where": "<module> (train.py:40)", "share": 0.1}], 0.1)
+    assert "jit_compile" in tf_bound["framework_overhead"]["recommendation"]
+    assert tf_bound["framework_overhead"]["evidence"]["user_python_share"] == 0.1
+    assert "small_problem" in tf_bound
