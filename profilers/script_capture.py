@@ -243,19 +243,23 @@ def _file_kind(file: str) -> str | None:
     return "harness" if file.startswith(_HARNESS_DIR) else None
 
 
-def stack_class(stack: Iterable[Frame], script_files: set[str] | frozenset[str]) -> tuple[str, str]:
-    """(kind, where) of a sampled stack, read from the leaf outwards (and no further than
+def stack_class(stack: Iterable[Frame], script_files: set[str] | frozenset[str]) -> tuple[str, Frame | None]:
+    """(kind, frame) of a sampled stack, read from the leaf outwards (and no further than
     the first frame that decides): the first frame in the user's files makes it ``user``
-    time, on that frame (``Logger.on_train_batch_end (train.py:14)``, whatever NumPy or
-    other library it called); the first frame in TF/Keras makes it ``framework``; in
-    sgdscope, ``harness``; none of them, ``other``."""
-    for file, line, fn in stack:
-        if file in script_files:
-            return "user", f"{fn} ({Path(file).name}:{line})"
-        kind = _file_kind(file)
+    time, on that frame (whatever NumPy or other library it called); the first frame in
+    TF/Keras makes it ``framework``; in sgdscope, ``harness``; none of them, ``other``."""
+    for fr in stack:
+        if fr[0] in script_files:
+            return "user", fr
+        kind = _file_kind(fr[0])
         if kind is not None:
-            return kind, ""
-    return "other", ""
+            return kind, None
+    return "other", None
+
+
+def where_of(frame: Frame | None) -> str:
+    """``Logger.on_train_batch_end (train.py:14)``; "" for no frame."""
+    return "" if frame is None else f"{frame[2]} ({os.path.basename(frame[0])}:{frame[1]})"
 
 
 @dataclass
@@ -284,15 +288,18 @@ class StackSampler:
     script_files: frozenset[str]
     active: Callable[[], bool]
     interval_s: float = STACK_INTERVAL_S
-    records: list[tuple[float, float, str, str]] = field(default_factory=list)
-    cpu_ns: int = 0  # the handler's own CPU time, on the script's thread: the harness cost
+    #: (perf_counter ns, weight ns, kind, the user's frame): formatted by ``table``, not in
+    #: the handler (a handler runs cold: a ``Path`` there took 14 µs).
+    records: list[tuple[int, int, str, Frame | None]] = field(default_factory=list)
+    cost_ns: int = 0  # the handler's own time, on the script's thread: the harness cost
     error: str | None = None  # why it could not sample
     _grid: int = 0  # the next grid point (perf_counter ns)
     _prev: int = 0  # the grid point before it
     _old: Any = None
     _running: bool = False
     _busy: bool = False
-    _jitter: random.Random = field(default_factory=lambda: random.Random(0))
+    _gaps: list[int] = field(default_factory=list)  # drawn before the run: no RNG in the handler
+    _k: int = 0
 
     def start(self) -> None:
         import signal
@@ -304,12 +311,15 @@ class StackSampler:
         self._old = signal.signal(signal.SIGALRM, self._handler)
         signal.siginterrupt(signal.SIGALRM, False)
         self._running = True
+        rng = random.Random(0)
+        self._gaps = [int(self.interval_s * 1e9 * rng.uniform(0.5, 1.5)) for _ in range(4096)]
         self._prev = time.perf_counter_ns()
         self._grid = self._prev + self._gap()
         self._arm(self._prev)
 
     def _gap(self) -> int:
-        return int(self.interval_s * 1e9 * self._jitter.uniform(0.5, 1.5))
+        self._k = (self._k + 1) & 4095
+        return self._gaps[self._k]
 
     def _arm(self, now: int) -> None:
         import signal
@@ -320,17 +330,15 @@ class StackSampler:
         if self._busy or not self._running:
             return
         self._busy = True
-        cpu = time.thread_time_ns()
         now = time.perf_counter_ns()
         weight = 0
         while self._grid <= now:  # the grid points passed since the last handler
             weight += self._grid - self._prev
             self._prev, self._grid = self._grid, self._grid + self._gap()
         if weight and self.active():
-            kind, where = stack_class(iter_frames(frame, qualified=True), self.script_files)
-            self.records.append(((now - self.t0_ns) / 1e3, weight / 1e3, kind, where))
-        self._arm(time.perf_counter_ns())
-        self.cpu_ns += time.thread_time_ns() - cpu
+            self.records.append((now, weight, *stack_class(iter_frames(frame, qualified=True), self.script_files)))
+        self._arm(now)
+        self.cost_ns += time.perf_counter_ns() - now
         self._busy = False
 
     def stop(self) -> None:
@@ -348,9 +356,10 @@ class StackSampler:
 
         from profilers.model import validate_table
 
-        ts, w, kind, where = (list(c) for c in zip(*self.records)) if self.records else ([], [], [], [])
-        return validate_table("py_stacks", pd.DataFrame({"ts_us": ts, "weight_us": w, "kind": kind,
-                                                         "where": where}))
+        ts, w, kind, frames = (list(c) for c in zip(*self.records)) if self.records else ([], [], [], [])
+        return validate_table("py_stacks", pd.DataFrame({
+            "ts_us": [(t - self.t0_ns) / 1e3 for t in ts], "weight_us": [x / 1e3 for x in w], "kind": kind,
+            "where": [where_of(fr) for fr in frames]}))
 
 
 @dataclass
@@ -537,14 +546,14 @@ class TfCapture:
         sampler's handler time and the marker callback's time, over the run's wall time."""
         cpu_s = float(sampler_stats.get("tick_cpu_s_total") or 0.0)
         cb_s = self.callback_ns / 1e9
-        stack_s = self.stacks.cpu_ns / 1e9 if self.stacks is not None else 0.0
+        stack_s = self.stacks.cost_ns / 1e9 if self.stacks is not None else 0.0
         share = (cpu_s + cb_s + stack_s) / wall_s if wall_s > 0 else None
         return {
             "components": {
                 "stack_sampler": {"samples": len(self.stacks.records) if self.stacks is not None else 0,
                                   "interval_s": STACK_INTERVAL_S, "cpu_s_total": round(stack_s, 4),
                                   "error": self.stacks.error if self.stacks is not None else None,
-                                  "measured_as": "thread_time around the SIGALRM handler, on the script's thread"},
+                                  "measured_as": "perf_counter around the SIGALRM handler, on the script's thread"},
                 "samplers": {"ticks": sampler_stats.get("ticks"), "interval_s": sampler_stats.get("interval_s"),
                              "tick_cpu_us_median": sampler_stats.get("tick_cpu_us_median"),
                              "cpu_s_total": round(cpu_s, 4),
