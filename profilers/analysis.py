@@ -346,6 +346,8 @@ def _derive_counts(profile: Any, res: dict[str, Any], steps: pd.DataFrame, event
 
 #: The user's own lines named in ``user_python_where``.
 USER_PYTHON_TOP = 3
+#: Below this share of the measured steps' time covered by stack samples, no share is given.
+USER_PYTHON_MIN_COVER = 0.5
 
 
 def _derive_user_python(profile: Any, res: dict[str, Any], steps: pd.DataFrame,
@@ -374,6 +376,11 @@ def _derive_user_python(profile: Any, res: dict[str, Any], steps: pd.DataFrame,
     weight = float(got["weight_us"].sum())
     if weight <= 0:
         unavailable["user_python_share"] = "no stack sample fell inside a measured step"
+        return
+    covered = weight / float(sel["wall_us"].sum())
+    if covered < USER_PYTHON_MIN_COVER:  # e.g. the script set its own signal.alarm: one timer per process
+        unavailable["user_python_share"] = (f"the stack samples cover only {covered:.0%} of the measured steps' "
+                                            "time (did the script use SIGALRM or signal.alarm itself?)")
         return
     user = got[got["kind"].astype(str) == "user"]
     share = float(user["weight_us"].sum()) / weight

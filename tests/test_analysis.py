@@ -179,3 +179,38 @@ def test_judging_again_keeps_what_a_whatif_rerun_measured(tmp_path):
     cf_bad = dict(cf, interval=[0.8, 4.5])  # "faster" with an interval that includes 1
     profile.findings[0]["counterfactual"] = cf_bad
     assert {v["invariant"] for v in invariants.check(profile)} == {"counterfactual_is_faster"}
+
+
+def test_user_python_share_is_pooled_over_the_kept_steps_and_needs_coverage():
+    """Stack samples in measured steps, weighted by the time each stands for: warm-up and
+    left-out (outlier) steps do not count; samples that cover too little of the steps'
+    time give no share, with the reason."""
+    from profilers.model import validate_table
+
+    steps = validate_table("steps", pd.DataFrame({
+        "step": [0, 1, 2, 3], "epoch": 0, "start_us": [0.0, 10_000.0, 20_000.0, 30_000.0],
+        "wall_us": 10_000.0, "warmup": [True, False, False, False], "derived": False,
+        "in_profile_window": True, "loss": float("nan")}))
+
+    def derive(rows: list[tuple[float, float, str, str]], left_out: list[int]) -> tuple[dict, dict]:
+        stacks = validate_table("py_stacks", pd.DataFrame(rows, columns=["ts_us", "weight_us", "kind", "where"]))
+        profile = RunProfile(manifest={"source": "script", "capture": {"xplane": "trace/x.xplane.pb"}},
+                             tables={"steps": steps, "py_stacks": stacks})
+        res = {"step_ms": {"median": 10.0}, "breakdown_left_out_steps": left_out}
+        unavailable: dict[str, str] = {}
+        analysis._derive_user_python(profile, res, steps, unavailable)
+        return res, unavailable
+
+    full = [(5_000.0, 10_000.0, "user", "warm (t.py:1)"),          # warm-up step: left out
+            (12_000.0, 3_000.0, "user", "log (t.py:9)"), (19_000.0, 7_000.0, "framework", ""),
+            (22_000.0, 2_000.0, "user", "log (t.py:9)"), (29_000.0, 8_000.0, "framework", ""),
+            (35_000.0, 10_000.0, "user", "stall (t.py:4)")]         # step 3: an outlier, left out
+    res, unavailable = derive(full, [3])
+    assert res["user_python_share"] == pytest.approx(5_000 / 20_000) and not unavailable
+    assert res["user_python_ms_per_step"] == pytest.approx(2.5)
+    assert res["user_python_where"] == [{"where": "log (t.py:9)", "share": pytest.approx(0.25)}]
+    res, unavailable = derive(full[:3], [3])  # the sampler stopped after step 1: half the time covered
+    assert res["user_python_share"] == pytest.approx(0.3) and not unavailable
+    res, unavailable = derive(full[:2], [3])  # 3 of 20 ms covered
+    assert "user_python_share" not in res
+    assert "cover only 15%" in unavailable["user_python_share"] and "signal.alarm" in unavailable["user_python_share"]
