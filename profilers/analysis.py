@@ -289,8 +289,8 @@ def derive(profile: Any) -> None:
             res["input_wait_share"] = bms["input_wait"] / median if median else None
             if fraction is not None:
                 res["cpu_contention_share"] = bms.get("cpu_contention", 0.0) / median if median else None
-    _derive_counts(profile, res, steps, events, events_all, measured_ids, unavailable)
     _derive_user_python(profile, res, steps, unavailable)
+    _derive_counts(profile, res, steps, events, events_all, measured_ids, unavailable)
     if events is not None and (res.get("input_wait_share") or 0.0) >= INPUT_STAGES_FROM:
         _derive_input_stages(xplane, cache_dir, res, unavailable)
     _derive_gflops(m, res, unavailable)
@@ -325,6 +325,8 @@ def _derive_counts(profile: Any, res: dict[str, Any], steps: pd.DataFrame, event
                          ("dispatches_per_step", "dispatches")):
             res[key] = _median_of(meas, col)
     fo = (res.get("breakdown_ms") or {}).get("framework_overhead")
+    if fo is not None:  # the user's own Python (a callback, bookkeeping) is no dispatch's cost
+        fo = max(fo - (res.get("user_python_ms_per_step") or 0.0), 0.0)
     calls = res.get("dispatches_per_step")
     if fo is not None and calls:
         res["overhead_us_per_dispatch"] = fo * 1e3 / calls

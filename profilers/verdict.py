@@ -87,6 +87,11 @@ def cause(results: Mapping[str, Any], base_ms: float | None) -> str | None:
     per_dispatch = _num(results.get("overhead_us_per_dispatch"))
     dispatches = _num(results.get("dispatches_per_step"))
     against = f" against {duration(base_ms)} for NumPy's whole step" if base_ms else ""
+    user = _num(results.get("user_python_ms_per_step"))
+    if user and bd.get("framework_overhead") and user >= 0.5 * bd["framework_overhead"]:
+        where = (results.get("user_python_where") or [{}])[0].get("where")
+        return (f"{duration(user)} of each step is your own Python" + (f", mostly {where}" if where else "")
+                + f", of {duration(bd['framework_overhead'])} of host time outside ops")
     if per_dispatch and dispatches and bd.get("framework_overhead"):
         return (f"{per_dispatch:.0f} µs of fixed cost per dispatch × {dispatches:.0f} dispatches "
                 f"= {duration(bd['framework_overhead'])} of framework overhead per step{against}")

@@ -62,3 +62,15 @@ def test_a_counterfactual_pointing_at_numpy_is_not_a_tf_fix():
     v = experiment_verdict([run("numpy", 0.01), run("tf_eager", 1.0)], findings,
                            usable_variants=["numpy", "tf_eager", "tf_function"])
     assert "Measured best fix" not in v.text and "No fix was measured here: run numpy, tf_eager, tf_function" in v.text
+
+
+def test_a_step_mostly_in_the_users_own_python_is_said_to_be():
+    from profilers.verdict import cause
+
+    results = {"breakdown_ms": {"framework_overhead": 12.0, "forward": 1.0}, "overhead_us_per_dispatch": 500.0,
+               "dispatches_per_step": 2, "user_python_ms_per_step": 10.0,
+               "user_python_where": [{"where": "Logger.on_train_batch_end (train.py:12)", "share": 0.7}]}
+    assert cause(results, None) == ("10 ms of each step is your own Python, mostly Logger.on_train_batch_end "
+                                    "(train.py:12), of 12 ms of host time outside ops")
+    results["user_python_ms_per_step"] = 1.0  # a little of it: the per-dispatch cost is the cause
+    assert cause(results, None).startswith("500 µs of fixed cost per dispatch × 2 dispatches")
