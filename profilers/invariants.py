@@ -7,6 +7,8 @@ One place that asks, for every analysed run, the questions a careful reader woul
   the median step, unless its name says it is a profiler-window figure (``window``);
 * ops × overhead per dispatch ≤ the step (dispatches × overhead per dispatch ≤ step);
 * achieved GFLOP/s ≤ 1.1 × the measured peak;
+* the user's own Python (stack-sampled) fits in the step's time outside TF ops
+  (± ``SAMPLED_TOLERANCE`` of the step: it is sampled, the ops are traced);
 * a measured counterfactual names a variant that really is faster;
 * a recommendation never proposes what the run already is;
 * findings are ranked by measured gain where there is one, then by severity and share.
@@ -38,6 +40,10 @@ def traits(variant: str | None) -> frozenset[str]:
 
 SUM_TOLERANCE = 0.05
 PEAK_SLACK = 1.1
+#: A sampled share against traced times: ~100 samples give a few points of noise each way.
+SAMPLED_TOLERANCE = 0.15
+#: Categories that are TF's own op time on the step's path.
+_OP_CATEGORIES = ("forward", "backward", "optimizer_update", "host_device_transfer")
 
 #: Evidence keys that hold a per-step time in ms (checked against the median step).
 _PER_STEP_MS_SUFFIX = "_ms_per_step"
@@ -80,6 +86,12 @@ def check_results(results: dict[str, Any]) -> list[dict[str, str]]:
     if _finite(gflops) and _finite(peak) and gflops > PEAK_SLACK * peak:
         out.append(_v("gflops_within_peak", f"achieved {gflops:.3g} GFLOP/s above {PEAK_SLACK}× the "
                                             f"measured peak {peak:.3g}"))
+    user = results.get("user_python_ms_per_step")
+    if bms and _finite(user) and _finite(median) and median > 0:
+        ops = sum(bms.get(c) or 0.0 for c in _OP_CATEGORIES if _finite(bms.get(c)))
+        if user > median - ops + SAMPLED_TOLERANCE * median:
+            out.append(_v("user_python_outside_ops", f"{user:.4g} ms of the user's Python in a {median:.4g} ms "
+                                                     f"step whose TF ops take {ops:.4g} ms"))
     for key in ("input_wait_share", "eager_share", "cpu_contention_share", "user_python_share"):
         share = results.get(key)
         if _finite(share) and not (-1e-9 <= share <= 1 + SUM_TOLERANCE):

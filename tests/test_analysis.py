@@ -86,6 +86,15 @@ def test_the_checker_catches_impossible_numbers():
                    "findings_ranked_by_gain"}
 
 
+def test_the_users_python_must_fit_outside_the_steps_ops():
+    bms = {"forward": 4.0, "backward": 4.0, "framework_overhead": 2.0}
+    res = {"step_ms": {"median": 10.0}, "breakdown_ms": bms, "user_python_ms_per_step": 2.0,
+           "user_python_share": 0.2}
+    assert invariants.check_results(res) == []
+    res.update(user_python_ms_per_step=6.0, user_python_share=0.6)  # 6 ms of Python beside 8 ms of ops
+    assert {v["invariant"] for v in invariants.check_results(res)} == {"user_python_outside_ops"}
+
+
 def test_contention_is_carved_out_of_framework_overhead_only():
     bd = pd.DataFrame({"step": [1, 1, 1, 2, 2, 2], "category": ["forward", "framework_overhead", "cpu_contention"] * 2,
                        "ms": [1.0, 0.5, 0.0, 3.0, 1.0, 0.0]})
