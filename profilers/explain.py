@@ -57,6 +57,10 @@ def explain_run(variant: str, results: Mapping[str, Any],
                 trips = (f"{calls:.3g} dispatch{'es' if calls != 1 else ''} per step" if calls >= 1
                          else f"one dispatch every {1 / calls:.3g} steps")
                 text += f" in {trips} (≈{per:.3g} µs each)"
+        user = results.get("user_python_ms_per_step")
+        if top == "framework_overhead" and user and user >= 0.1 * bd[top]:
+            where = (results.get("user_python_where") or [{}])[0].get("where")
+            text += f", {fmt_time(user)} of it your own Python" + (f" ({where})" if where else "")
         parts.append(text)
         parts.append(f"the maths takes {fmt_time(maths)}" if maths > 0 else
                      f"the maths is not split out of the ops ({fmt_time(other)} in ops outside the "

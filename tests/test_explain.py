@@ -48,3 +48,12 @@ def test_compute_bound_run_compares_kernels():
 def test_runs_without_breakdown_are_skipped():
     assert explain_experiment([("numpy", NUMPY), ("x", {"step_ms": {"median": 1.0}})], "numpy") == [
         explain_run("numpy", NUMPY, None)]
+
+
+def test_overhead_that_is_mostly_the_users_python_says_so():
+    res = {"breakdown_ms": {"framework_overhead": 12.0, "forward": 1.0, "backward": 1.0}, "step_ms": {"median": 16.0},
+           "ops_per_step": 30, "dispatches_per_step": 1, "overhead_us_per_dispatch": 2000.0,
+           "user_python_ms_per_step": 10.0, "user_python_where": [{"where": "Logger.on_train_batch_end (t.py:3)"}]}
+    assert "(≈2e+03 µs each), 10 ms of it your own Python (Logger.on_train_batch_end (t.py:3))" in explain_run("script", res)
+    res["user_python_ms_per_step"] = 0.5  # under a tenth of the overhead: not worth a clause
+    assert "your own Python" not in explain_run("script", res)
