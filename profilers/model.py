@@ -96,13 +96,16 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "collective_us": "float64",
     },
     # Where a TF script's thread was (``script_capture.StackSampler``), sampled in the
-    # profiler window: ``kind`` user | framework | harness | other; ``where`` the user's
-    # function and line for ``user``; ``weight_us`` the wall time the sample stands for.
+    # profiler window: ``kind`` user | framework | harness | other (the innermost frame
+    # that decides); ``where`` the innermost frame in the user's files (function, file and
+    # line; "" when none) and ``code`` its source line; ``weight_us`` the wall time the
+    # sample stands for.
     "py_stacks": {
         "ts_us": "float64",
         "weight_us": "float64",
         "kind": "string",
         "where": "string",
+        "code": "string",
     },
     # Op statistics from the trace (xprof framework_op_stats), one row per op.
     "ops": {

@@ -244,17 +244,18 @@ def _file_kind(file: str) -> str | None:
 
 
 def stack_class(stack: Iterable[Frame], script_files: set[str] | frozenset[str]) -> tuple[str, Frame | None]:
-    """(kind, frame) of a sampled stack, read from the leaf outwards (and no further than
-    the first frame that decides): the first frame in the user's files makes it ``user``
-    time, on that frame (whatever NumPy or other library it called); the first frame in
-    TF/Keras makes it ``framework``; in sgdscope, ``harness``; none of them, ``other``."""
+    """(kind, frame) of a sampled stack, read from the leaf outwards: the first frame in
+    the user's files makes it ``user`` time (whatever NumPy or other library it called);
+    the first frame in TF/Keras makes it ``framework``; in sgdscope, ``harness``; none of
+    them, ``other``. ``frame`` is the innermost frame in the user's files, whatever the
+    kind: the user's line this time is under (``model.predict(x)`` for Keras' time in it)."""
+    kind = None
     for fr in stack:
         if fr[0] in script_files:
-            return "user", fr
-        kind = _file_kind(fr[0])
-        if kind is not None:
-            return kind, None
-    return "other", None
+            return kind or "user", fr
+        if kind is None:
+            kind = _file_kind(fr[0])
+    return kind or "other", None
 
 
 def where_of(frame: Frame | None) -> str:
@@ -324,7 +325,7 @@ class StackSampler:
     def _arm(self, now: int) -> None:
         import signal
 
-        signal.setitimer(signal.ITIMER_REAL, max(self._grid - now, 1000) / 1e9)
+        signal.setitimer(signal.ITIMER_REAL, max(self._grid - now, 20_000) / 1e9)
 
     def _handler(self, signum: int, frame: types.FrameType | None) -> None:
         if self._busy or not self._running:
@@ -337,9 +338,12 @@ class StackSampler:
             self._prev, self._grid = self._grid, self._grid + self._gap()
         if weight and self.active():
             self.records.append((now, weight, *stack_class(iter_frames(frame, qualified=True), self.script_files)))
-        self._arm(now)
-        self.cost_ns += time.perf_counter_ns() - now
         self._busy = False
+        # Armed last: Python runs handlers between any bytecodes, this one's too, and a fire
+        # that found it busy would have been dropped with the timer never armed again (it
+        # stopped after 35 steps of a Keras predict loop).
+        self._arm(time.perf_counter_ns())
+        self.cost_ns += time.perf_counter_ns() - now
 
     def stop(self) -> None:
         import signal
@@ -356,10 +360,13 @@ class StackSampler:
 
         from profilers.model import validate_table
 
+        import linecache
+
         ts, w, kind, frames = (list(c) for c in zip(*self.records)) if self.records else ([], [], [], [])
         return validate_table("py_stacks", pd.DataFrame({
             "ts_us": [(t - self.t0_ns) / 1e3 for t in ts], "weight_us": [x / 1e3 for x in w], "kind": kind,
-            "where": [where_of(fr) for fr in frames]}))
+            "where": [where_of(fr) for fr in frames],
+            "code": ["" if fr is None else linecache.getline(fr[0], fr[1]).strip()[:160] for fr in frames]}))
 
 
 @dataclass
