@@ -127,7 +127,7 @@ DERIVED_KEYS: tuple[str, ...] = (
     "function_calls_per_step", "dispatches_per_step", "overhead_us_per_dispatch", "overhead_us_per_op",
     "eager_share", "eager_ms_per_step", "eager_window_ms_per_step", "gflops", "gemm_peak_gflops", "cpu_contention_share",
     "capture_ms", "tf_functions", "input_stages", "xprof_input_conclusion", "unavailable",
-    "user_python_share", "user_python_ms_per_step", "user_python_samples", "user_python_where",
+    "user_python_share", "user_python_ms_per_step", "user_python_samples", "user_python_where", "user_lines",
 )
 
 #: Input-wait share from which the tf.data stage table is read (xprof's moderate threshold).
@@ -356,8 +356,10 @@ def _derive_user_python(profile: Any, res: dict[str, Any], steps: pd.DataFrame,
                         unavailable: dict[str, str]) -> None:
     """The share of the typical step the script's thread spent in the user's own Python
     (``py_stacks`` samples of kind ``user``: a Keras callback, per-step bookkeeping), pooled
-    over the measured steps the breakdown keeps (its outlier steps left out), and where.
-    Weighted by the wall time each sample stands for, over all samples in those steps."""
+    over the measured steps the breakdown keeps (its outlier steps left out), and where;
+    and ``user_lines``: the user's lines with the most time under them, TF's included
+    (``model.predict(x)`` in the loop). Weighted by the wall time each sample stands for,
+    over all samples in those steps."""
     if (profile.manifest.get("source") != "script"
             or not (profile.manifest.get("capture") or {}).get("xplane")):
         return  # only a TF script's thread is stack-sampled (a NumPy script has top_lines)
@@ -388,10 +390,15 @@ def _derive_user_python(profile: Any, res: dict[str, Any], steps: pd.DataFrame,
     share = float(user["weight_us"].sum()) / weight
     median = (res.get("step_ms") or {}).get("median")
     by_line = user.groupby(user["where"].astype(str))["weight_us"].sum().sort_values(ascending=False)
+    # Inclusive: all the time under each of the user's lines, TF's and Keras' included.
+    called = got[got["where"].astype(str) != ""]
+    by_caller = called.groupby([called["where"].astype(str), called["code"].astype(str)])["weight_us"].sum()
     res.update(user_python_share=share, user_python_ms_per_step=share * median if median else None,
                user_python_samples=int(len(got)),
                user_python_where=[{"where": w, "share": float(v) / weight}
-                                  for w, v in by_line.head(USER_PYTHON_TOP).items()])
+                                  for w, v in by_line.head(USER_PYTHON_TOP).items()],
+               user_lines=[{"where": w, "code": c, "share": float(v) / weight}
+                           for (w, c), v in by_caller.sort_values(ascending=False).head(USER_PYTHON_TOP).items()])
 
 
 def _derive_input_stages(xplane: Any, cache_dir: Any, res: dict[str, Any], unavailable: dict[str, str]) -> None:

@@ -324,7 +324,7 @@ def rule_eager_execution(f: Facts) -> Finding | None:
             ev["source"] = "measured: 1 - graph step / eager step, same experiment"
     if eager.get("op_time_eager_pct") is not None:
         ev["op_time_eager_pct"] = _r(eager["op_time_eager_pct"], 1)
-    rec = _eager_advice(f, ev)
+    rec = _keras_per_call_advice(f, ev) or _eager_advice(f, ev)
     return _finding("eager_execution", sev, share, ev, rec)
 
 
@@ -492,6 +492,36 @@ def _user_python(f: Facts) -> dict[str, Any] | None:
             "samples": res.get("user_python_samples")}
 
 
+#: A user's line that holds at least this share of the step is named with the finding.
+LINE_LEADS = 0.5
+_KERAS_PER_CALL_RE = re.compile(r"\.(predict|evaluate)\(")
+
+
+def _lines(f: Facts) -> list[dict[str, Any]]:
+    """The user's lines with the most time under them, TF's and Keras' included
+    (``analysis._derive_user_python``), with ms per step."""
+    return [{"where": w["where"], "code": w.get("code") or "", "share": _r(w["share"]),
+             "ms_per_step": _r(w["share"] * f["median_ms"])}
+            for w in f["results"].get("user_lines") or [] if f["median_ms"]]
+
+
+def _keras_per_call_advice(f: Facts, ev: dict[str, Any]) -> str | None:
+    """When most of the step is under one line calling Keras' ``predict``/``evaluate``: each
+    call builds a data adapter, an iterator and callbacks again, every step."""
+    lines = _lines(f)
+    if not lines:
+        return None
+    ev["time_under_your_lines"] = lines
+    top = lines[0]
+    if (top["share"] or 0) < LINE_LEADS or not _KERAS_PER_CALL_RE.search(top["code"]):
+        return None
+    call = _KERAS_PER_CALL_RE.search(top["code"]).group(1)
+    return (f"{top['ms_per_step']:.3g} ms of each step is under your line `{top['code']}` ({top['where']}): "
+            f"Keras' `{call}` builds a data adapter, an iterator and its callbacks again on every call. "
+            "In the loop, call the model directly, or run it once after training:\n```python\n"
+            "pred = model(x, training=False)   # instead of model.predict(x) every step\n```")
+
+
 def _user_python_advice(user: dict[str, Any]) -> str:
     """Advice for host time spent in the user's own code: do it less often. A Keras batch
     hook (``on_train_batch_end``...) runs after every batch; other code once per step."""
@@ -569,6 +599,9 @@ def rule_framework_overhead(f: Facts) -> Finding | None:
                       " in the measured steps: time whose innermost TF, Keras or user frame is in your files")
         if user is not None and user["share"] >= USER_PYTHON_LEADS * raw:
             return _finding("framework_overhead", sev, share, ev, _user_python_advice(user))
+        per_call = _keras_per_call_advice(f, ev)
+        if per_call is not None:
+            return _finding("framework_overhead", sev, share, ev, per_call)
         rec, fix = _more_work_per_call(f, "The host spends this time between ops (Python, dispatch, "
                                           "the executor), not computing.")
         return _finding("framework_overhead", sev, share, ev, rec, fix)
@@ -724,6 +757,9 @@ def rule_small_problem(f: Facts) -> Finding | None:
     else:
         ev["numpy_same_maths_ms"] = None
         ev["numpy_note"] = "no NumPy baseline run in this experiment"
+    per_call = _keras_per_call_advice(f, ev)
+    if per_call is not None:
+        return _finding("small_problem", sev, share, ev, per_call)
     rec, fix = _more_work_per_call(f, "Each step does less maths than the framework's fixed "
                                          "per-step cost, so a bigger framework cannot help.")
     return _finding("small_problem", sev, share, ev, rec, fix)

@@ -202,7 +202,9 @@ def test_user_python_share_is_pooled_over_the_kept_steps_and_needs_coverage():
         "in_profile_window": True, "loss": float("nan")}))
 
     def derive(rows: list[tuple[float, float, str, str]], left_out: list[int]) -> tuple[dict, dict]:
-        stacks = validate_table("py_stacks", pd.DataFrame(rows, columns=["ts_us", "weight_us", "kind", "where"]))
+        frame = pd.DataFrame(rows, columns=["ts_us", "weight_us", "kind", "where"])
+        frame["code"] = frame["where"].map(lambda w: {"log (t.py:9)": "log(x)", "loop (t.py:20)": "step(x)"}.get(w, ""))
+        stacks = validate_table("py_stacks", frame)
         profile = RunProfile(manifest={"source": "script", "capture": {"xplane": "trace/x.xplane.pb"}},
                              tables={"steps": steps, "py_stacks": stacks})
         res = {"step_ms": {"median": 10.0}, "breakdown_left_out_steps": left_out}
@@ -211,13 +213,16 @@ def test_user_python_share_is_pooled_over_the_kept_steps_and_needs_coverage():
         return res, unavailable
 
     full = [(5_000.0, 10_000.0, "user", "warm (t.py:1)"),          # warm-up step: left out
-            (12_000.0, 3_000.0, "user", "log (t.py:9)"), (19_000.0, 7_000.0, "framework", ""),
+            (12_000.0, 3_000.0, "user", "log (t.py:9)"), (19_000.0, 7_000.0, "framework", "loop (t.py:20)"),
             (22_000.0, 2_000.0, "user", "log (t.py:9)"), (29_000.0, 8_000.0, "framework", ""),
             (35_000.0, 10_000.0, "user", "stall (t.py:4)")]         # step 3: an outlier, left out
     res, unavailable = derive(full, [3])
     assert res["user_python_share"] == pytest.approx(5_000 / 20_000) and not unavailable
     assert res["user_python_ms_per_step"] == pytest.approx(2.5)
     assert res["user_python_where"] == [{"where": "log (t.py:9)", "share": pytest.approx(0.25)}]
+    # Inclusive: TF's time under the user's loop line counts for that line.
+    assert res["user_lines"] == [{"where": "loop (t.py:20)", "code": "step(x)", "share": pytest.approx(0.35)},
+                                 {"where": "log (t.py:9)", "code": "log(x)", "share": pytest.approx(0.25)}]
     res, unavailable = derive(full[:3], [3])  # the sampler stopped after step 1: half the time covered
     assert res["user_python_share"] == pytest.approx(0.3) and not unavailable
     res, unavailable = derive(full[:2], [3])  # 3 of 20 ms covered

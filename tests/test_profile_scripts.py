@@ -302,6 +302,20 @@ def test_a_slow_keras_callback_is_named_as_the_users_own_python(home):
 
 
 @pytest.mark.tf
+def test_keras_predict_on_every_batch_is_named_by_its_line(home):
+    """Time under one of the user's lines, Keras' included: the advice names the line and
+    says to call the model directly, not to compile the step (it already is)."""
+    got = profiled(home, "predict_in_loop")
+    run, doc = got["run"], got["analyze"]
+    measured = truth(run, "MEASURED_PREDICT_SHARE")
+    f = by_rule(doc)["framework_overhead"]
+    top = f["evidence"]["time_under_your_lines"][0]
+    assert top["code"] == "pred = model.predict(x, verbose=0)" and top["where"].startswith("<module> (predict_in_loop.py:")
+    assert abs(top["share"] - measured) <= TOLERANCE, (top["share"], measured)
+    assert "model(x, training=False)" in f["recommendation"] and "fix_traits" not in f
+
+
+@pytest.mark.tf
 def test_a_loop_the_trace_cannot_cut_gets_its_steps_from_the_marked_loop(home):
     got = profiled(home, "eager_varying")
     run, doc = got["run"], got["analyze"]

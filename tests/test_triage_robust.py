@@ -231,3 +231,22 @@ def test_host_time_in_the_users_own_python_gets_advice_about_that_code():
     assert "jit_compile" in tf_bound["framework_overhead"]["recommendation"]
     assert tf_bound["framework_overhead"]["evidence"]["user_python_share"] == 0.1
     assert "small_problem" in tf_bound
+
+
+def test_a_keras_predict_line_holding_most_of_the_step_is_named_with_the_fix():
+    def fired_with(lines: list[dict]) -> dict[str, dict]:
+        return fired(run_with([{"framework_overhead": 0.8, "forward": 0.05}] * 20, [50.0] * 20,
+                              results={"user_python_share": 0.0, "user_python_where": [], "user_lines": lines,
+                                       "eager_share": 0.9}))
+
+    predict = {"where": "<module> (loop.py:17)", "code": "pred = model.predict(x, verbose=0)", "share": 0.9}
+    got = fired_with([predict, {"where": "<module> (loop.py:16)", "code": "loss = step(x)", "share": 0.05}])
+    for rule in ("framework_overhead", "eager_execution", "small_problem"):
+        f = got[rule]
+        assert f["evidence"]["time_under_your_lines"][0] == {**predict, "ms_per_step": 45.0}
+        assert f["recommendation"].startswith("45 ms of each step is under your line `pred = model.predict(x, verbose=0)`")
+        assert "model(x, training=False)" in f["recommendation"] and "fix_traits" not in f
+    # The same line holding little of the step, or a line that is not predict/evaluate: the usual advice.
+    assert "model(x, training=False)" not in fired_with([{**predict, "share": 0.3}])["framework_overhead"]["recommendation"]
+    other = fired_with([{**predict, "code": "loss = train_step(x)"}])["framework_overhead"]
+    assert "jit_compile" in other["recommendation"] and other["evidence"]["time_under_your_lines"][0]["share"] == 0.9
