@@ -9,7 +9,7 @@ once, under three setups in rotating order:
 * ``tf_profiler``: ``tf.profiler.experimental.start``/``stop`` around the script, nothing else;
 * ``sgdscope``: what ``sgdscope profile`` puts around a TF script: ``TfCapture`` (the TF
   profiler window, its timer thread, the retracing-warning tap, the Keras ``fit``
-  wrapper, the SIGALRM stack sampler every ~2 ms), ``SamplerSet(["host", "gpu"])`` at the
+  wrapper, the SIGALRM stack sampler every ~3 ms), ``SamplerSet(["host", "gpu"])`` at the
   default 10 Hz and ``ContentionMeter``.
 
 Each block gives two figures from the script's own per-step clocks (after 5 warm-up

@@ -228,7 +228,7 @@ class _WarningTap(logging.Handler):
 
 
 #: How often ``StackSampler`` reads the TF script's stack.
-STACK_INTERVAL_S = 0.002
+STACK_INTERVAL_S = 0.003
 #: Frames of these packages are the framework's own Python (Keras' fit loop and callbacks
 #: machinery, TF's op wrappers, tf.function's call path, tf.data's iterator).
 _FRAMEWORK_DIRS = tuple(f"{os.sep}{d}{os.sep}" for d in ("tensorflow", "keras", "tf_keras"))
