@@ -365,8 +365,12 @@ def _derive_user_python(profile: Any, res: dict[str, Any], steps: pd.DataFrame,
         return  # only a TF script's thread is stack-sampled (a NumPy script has top_lines)
     stacks = profile.table("py_stacks")
     if stacks.empty:
-        unavailable["user_python_share"] = ("no stack samples of the script's thread in the profiler window "
-                                            "(a run captured before sgdscope sampled stacks: profile it again)")
+        harness = ((profile.manifest.get("capture") or {}).get("harness") or {}).get("components") or {}
+        why = (harness.get("stack_sampler") or {}).get("error")
+        unavailable["user_python_share"] = (
+            f"the stack sampler could not run: {why}" if why else
+            "no stack samples of the script's thread in the profiler window (a run captured before "
+            "sgdscope sampled stacks: profile it again)")
         return
     left_out = set(res.get("breakdown_left_out_steps") or [])
     sel = measured_steps(steps)

@@ -228,3 +228,12 @@ def test_user_python_share_is_pooled_over_the_kept_steps_and_needs_coverage():
     res, unavailable = derive(full[:2], [3])  # 3 of 20 ms covered
     assert "user_python_share" not in res
     assert "cover only 15%" in unavailable["user_python_share"] and "signal.alarm" in unavailable["user_python_share"]
+    # No samples at all because the sampler could not start: its reason, not a guess.
+    profile = RunProfile(manifest={"source": "script", "capture": {"xplane": "x", "harness": {"components": {
+        "stack_sampler": {"error": "SIGALRM already has a handler in this process"}}}}},
+        tables={"steps": steps, "py_stacks": validate_table("py_stacks", pd.DataFrame(
+            columns=["ts_us", "weight_us", "kind", "where", "code"]))})
+    unavailable = {}
+    analysis._derive_user_python(profile, {"step_ms": {"median": 10.0}}, steps, unavailable)
+    assert unavailable["user_python_share"] == ("the stack sampler could not run: SIGALRM already has a handler "
+                                                "in this process")
