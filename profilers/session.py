@@ -337,28 +337,78 @@ def _die_with_parent() -> Callable[[], None] | None:
     return preexec
 
 
-def cap_output(path: Path, cap_bytes: int = OUTPUT_CAP_BYTES, keep_bytes: int = OUTPUT_KEEP_BYTES) -> None:
+#: How long ``cap_output`` waits for a paused worker group to be stopped.
+PAUSE_WAIT_S = 0.5
+
+
+def _group_stopped(pgid: int) -> bool:
+    """Every process of group ``pgid`` (the leader and its descendants still in the group)
+    is stopped, or gone."""
+    import psutil
+
+    try:
+        leader = psutil.Process(pgid)
+        procs = [leader, *leader.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return True
+    for p in procs:
+        try:
+            if os.getpgid(p.pid) == pgid and p.status() not in (psutil.STATUS_STOPPED, psutil.STATUS_ZOMBIE,
+                                                                  psutil.STATUS_DEAD):
+                return False
+        except (psutil.NoSuchProcess, ProcessLookupError):
+            continue
+    return True
+
+
+def live_group(proc: subprocess.Popen) -> int | None:
+    """The process group of a worker started with ``start_new_session`` while it has not
+    been reaped (its pid, and so the group id, cannot have been reused), else None."""
+    return proc.pid if proc.poll() is None else None
+
+
+def cap_output(path: Path, cap_bytes: int = OUTPUT_CAP_BYTES, keep_bytes: int = OUTPUT_KEEP_BYTES,
+               pause: int | None = None) -> None:
     """Cut a worker output file longer than ``cap_bytes`` to its newest ``keep_bytes``,
     behind a line that says so. The worker writes with O_APPEND, so it keeps appending
-    at the new end."""
+    at the new end. ``pause``: the worker's process group, stopped (SIGSTOP, confirmed
+    stopped) from the read to the rewrite and continued after: an append between this
+    read and the truncate was lost, and one between the truncate and the rewrite landed
+    before the kept tail (a chatty worker's last line went missing under load). Only when
+    the file is over the cap: a worker that prints little is never paused."""
     try:
         size = path.stat().st_size
     except FileNotFoundError:
         return
     if size <= cap_bytes:
         return
-    with open(path, "rb") as fh:
-        fh.seek(size - keep_bytes)
-        # To the end as it is now, not as it was at the stat: what the worker appends while
-        # this reads is kept too; only an append in the instant between this read's end and
-        # the truncate below is lost (the worker does not lock the file).
-        tail = fh.read()
-        size = fh.tell()
-    os.truncate(path, 0)
-    tail = tail[-keep_bytes:]
-    with open(path, "ab") as fh:
-        fh.write(f"[sgdscope: the first {size - len(tail)} bytes of this output were dropped; "
-                 f"the newest {len(tail)} are kept]\n".encode() + tail)
+    paused = False
+    if pause is not None:
+        try:
+            os.killpg(pause, signal.SIGSTOP)
+            paused = True
+        except (ProcessLookupError, PermissionError):
+            pass  # the group is gone: nobody appends any more
+    try:
+        deadline = time.monotonic() + PAUSE_WAIT_S
+        while paused and not _group_stopped(pause) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        with open(path, "rb") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            fh.seek(max(size - keep_bytes, 0))
+            tail = fh.read()
+            size = fh.tell()
+        os.truncate(path, 0)
+        tail = tail[-keep_bytes:]
+        with open(path, "ab") as fh:
+            fh.write(f"[sgdscope: the first {size - len(tail)} bytes of this output were dropped; "
+                     f"the newest {len(tail)} are kept]\n".encode() + tail)
+    finally:
+        if paused:
+            try:
+                os.killpg(pause, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
 
 
 def _copy_logs(exp_dir: Path, staged: Path) -> None:
@@ -414,12 +464,12 @@ def watch_worker(proc: subprocess.Popen, exp_dir: Path, timeout_s: float, *, don
                 _kill_group(proc)
                 return "timeout", f"the experiment passed its timeout of {timeout_s:g} s; {timeout_hint}"
             for path in outputs:
-                cap_output(path)
+                cap_output(path, pause=live_group(proc))
             time.sleep(0.1)
         return "ok", None
     finally:
         for path in outputs:  # what was written since the last look
-            cap_output(path)
+            cap_output(path, pause=live_group(proc))
 
 
 def finish_experiment(exp_dir: Path, spec: ExperimentSpec, store: RunStore, status: str,
@@ -533,7 +583,7 @@ def supervise(exp_dir: Path, kind: str = "workload") -> int:
                 _kill_group(proc)
             _kill_leftovers(proc.pid, exp_dir.name)  # the script's children that outlived it
         for path in outputs:
-            cap_output(path)
+            cap_output(path, pause=live_group(proc))
         finish_experiment(exp_dir, spec, store, status, error, kind)
     return 0
 

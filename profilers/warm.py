@@ -36,7 +36,7 @@ from typing import Any, Sequence
 
 from profilers.model import atomic_write_text, dumps
 from profilers.session import (PROJECT_ROOT, _describe_exit, _die_with_parent, _kill_group, _raise_exit, emit,
-                               cap_output, finish_experiment, now_iso, watch_worker)
+                               cap_output, finish_experiment, live_group, now_iso, watch_worker)
 from profilers.spec import ExperimentSpec
 from profilers.store import RunStore, new_id
 
@@ -219,7 +219,7 @@ def supervise_slot(slot_dir: Path, parent_pid: int) -> int:
     try:
         while not (slot_dir / "job.json").exists():
             for path in _outputs(slot_dir):  # an idle worker's output is capped too
-                cap_output(path)
+                cap_output(path, pause=live_group(proc))
             if proc.poll() is not None:
                 _log(None, f"warm worker {proc.pid} ended while idle: {_describe_exit(proc.returncode)}")
                 return 1

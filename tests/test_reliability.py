@@ -7,6 +7,8 @@ import os
 import random
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -470,6 +472,31 @@ def test_status_is_written_even_when_storing_the_failed_runs_fails(tmp_path, mon
     final = json.loads((exp / "status.json").read_text())
     assert final["status"] == "failed"
     assert "SIGKILL" in final["error"] and "No space left on device" in final["error"]
+
+
+def test_capping_a_writing_workers_output_loses_no_line_of_the_kept_tail(tmp_path):
+    """A worker printing numbered lines as fast as it can, capped again and again while it
+    writes: the kept output is the header, then consecutive lines up to the last one. An
+    append between the cap's read and its truncate used to be lost, and one between the
+    truncate and the rewrite landed before the header."""
+    from profilers.session import cap_output, live_group
+
+    path = tmp_path / "worker.stdout"
+    with open(path, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-c", "import sys\nfor i in range(300000):\n"
+                                 "    sys.stdout.write(f'{i}\\n'); sys.stdout.flush()\nprint('the last line')"],
+                                stdout=out, start_new_session=True)
+    caps = 0
+    while proc.poll() is None:
+        if path.stat().st_size > 32_768:
+            caps += 1
+        cap_output(path, cap_bytes=32_768, keep_bytes=8_192, pause=live_group(proc))
+    cap_output(path, cap_bytes=32_768, keep_bytes=8_192, pause=live_group(proc))
+    assert caps >= 5  # it was capped while writing
+    lines = path.read_bytes().decode().splitlines()
+    assert lines[0].startswith("[sgdscope: the first") and lines[-1] == "the last line"
+    numbers = [int(x) for x in lines[2:-1]]  # lines[1] may be cut mid-line by the cap
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers))) and numbers[-1] == 299_999
 
 
 def test_worker_output_is_capped_keeping_the_newest(tmp_path):
