@@ -356,11 +356,11 @@ class StackSampler:
             signal.signal(signal.SIGALRM, self._old if self._old is not None else signal.SIG_DFL)
 
     def table(self) -> Any:
+        import linecache
+
         import pandas as pd
 
         from profilers.model import validate_table
-
-        import linecache
 
         ts, w, kind, frames = (list(c) for c in zip(*self.records)) if self.records else ([], [], [], [])
         return validate_table("py_stacks", pd.DataFrame({
@@ -558,7 +558,8 @@ class TfCapture:
         return {
             "components": {
                 "stack_sampler": {"samples": len(self.stacks.records) if self.stacks is not None else 0,
-                                  "interval_s": STACK_INTERVAL_S, "cpu_s_total": round(stack_s, 4),
+                                  "interval_s": self.stacks.interval_s if self.stacks is not None else None,
+                                  "cpu_s_total": round(stack_s, 4),
                                   "error": self.stacks.error if self.stacks is not None else None,
                                   "measured_as": "perf_counter around the SIGALRM handler, on the script's thread"},
                 "samplers": {"ticks": sampler_stats.get("ticks"), "interval_s": sampler_stats.get("interval_s"),

@@ -513,9 +513,10 @@ def _keras_per_call_advice(f: Facts, ev: dict[str, Any]) -> str | None:
         return None
     ev["time_under_your_lines"] = lines
     top = lines[0]
-    if (top["share"] or 0) < LINE_LEADS or not _KERAS_PER_CALL_RE.search(top["code"]):
+    call = _KERAS_PER_CALL_RE.search(top["code"])
+    if (top["share"] or 0) < LINE_LEADS or call is None:
         return None
-    call = _KERAS_PER_CALL_RE.search(top["code"]).group(1)
+    call = call.group(1)
     return (f"{top['ms_per_step']:.3g} ms of each step is under your line `{top['code']}` ({top['where']}): "
             f"Keras' `{call}` builds a data adapter, an iterator and its callbacks again on every call. "
             "In the loop, call the model directly, or run it once after training:\n```python\n"
